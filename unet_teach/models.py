@@ -1,0 +1,388 @@
+"""U-Net, built from a handful of small blocks, and the named variants the book compares.
+
+Read this file top to bottom next to the U-Net chapter:
+
+1. ``DoubleConv``  - two 3x3 convolutions, the unit of work at every level;
+2. ``Down``        - halve the resolution (max-pool or a strided convolution);
+3. ``Up``          - double the resolution, crop the skip map if needed, concatenate;
+4. ``UNet``        - a contracting path of ``depth`` downs and an expanding path of
+   ``depth`` ups, plus a 1x1 (or 3x3) head that gives one score map per class;
+5. ``preset``      - the paper's network and the Keras-, PyTorch- and TensorFlow-style
+   variants, each as a set of ``UNet`` arguments.
+
+Shapes are written ``N x C x H x W`` (batch, channels, height, width).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+PADDINGS = ("same", "valid")
+DOWNS = ("maxpool", "strided_conv")
+UPS = ("transposed", "nearest_conv", "bilinear")
+NORMS = (None, "batch", "instance")
+ACTIVATIONS = ("relu", "leaky_relu")
+FINAL_ACTIVATIONS = (None, "sigmoid", "softmax")
+
+
+def _activation(name: str, slope: float) -> nn.Module:
+    return nn.ReLU(inplace=True) if name == "relu" else nn.LeakyReLU(slope, inplace=True)
+
+
+def _norm(name: str | None, channels: int) -> nn.Module:
+    if name == "batch":
+        return nn.BatchNorm2d(channels)
+    if name == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each followed by [norm] -> [dropout] -> activation.
+
+    With ``padding="same"`` the spatial size is kept; with ``"valid"`` (the paper's choice)
+    each convolution trims one pixel from every border, so H and W shrink by 4.
+
+    Shapes: ``N x in_ch x H x W -> N x out_ch x H' x W'`` with ``H' = H`` (same) or
+    ``H - 4`` (valid).
+
+    Example:
+        >>> block = DoubleConv(1, 64, padding="valid")
+        >>> block(torch.zeros(1, 1, 572, 572)).shape
+        torch.Size([1, 64, 568, 568])
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, padding: str = "same", norm: str | None = None,
+                 dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
+                 slope: float = 0.01):
+        pad = 1 if padding == "same" else 0
+        layers: list[nn.Module] = []
+        for i, (cin, p) in enumerate(zip((in_ch, out_ch), dropout)):
+            layers.append(nn.Conv2d(cin, out_ch, kernel_size=3, padding=pad))
+            layers.append(_norm(norm, out_ch))
+            if p > 0:
+                layers.append(nn.Dropout(p))
+            layers.append(_activation(activation, slope))
+        super().__init__(*layers)
+
+
+class Down(nn.Sequential):
+    """Halve the resolution. ``maxpool``: 2x2 max-pooling (the paper, Keras and TF styles).
+    ``strided_conv``: a 3x3 convolution with stride 2 that keeps the channels, followed by the
+    activation (the PyTorch style) - a learned down-sampling instead of a fixed one.
+
+    Shapes: ``N x C x H x W -> N x C x H/2 x W/2`` (H, W even).
+
+    Example:
+        >>> Down(8)(torch.zeros(2, 8, 64, 64)).shape
+        torch.Size([2, 8, 32, 32])
+    """
+
+    def __init__(self, channels: int, mode: str = "maxpool", activation: str = "relu",
+                 slope: float = 0.01):
+        if mode == "maxpool":
+            super().__init__(nn.MaxPool2d(2))
+        else:
+            super().__init__(nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+                             _activation(activation, slope))
+
+
+def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Cut the central ``height x width`` window out of ``x`` (``N x C x H x W``).
+
+    The valid-padding U-Net needs this: the encoder map of a level is larger than the
+    up-sampled decoder map it is concatenated with, because every convolution after it
+    trimmed a border. (With odd margins the extra pixel is taken from the bottom/right.)
+
+    Example:
+        >>> center_crop(torch.zeros(1, 64, 568, 568), 392, 392).shape
+        torch.Size([1, 64, 392, 392])
+    """
+    h, w = x.shape[-2:]
+    if height > h or width > w:
+        raise ValueError(f"cannot crop {h}x{w} to a larger {height}x{width}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return x[..., top:top + height, left:left + width]
+
+
+class Up(nn.Module):
+    """Double the resolution, concatenate the encoder's map of the same level, DoubleConv.
+
+    Up-sampling modes:
+      * ``transposed``  - a learned 2x2 transposed convolution with stride 2 (paper, Keras,
+        TF styles) that also sets the channel count to ``up_ch``;
+      * ``nearest_conv`` - nearest-neighbour x2 then a 1x1 convolution to ``up_ch``
+        (PyTorch style; free of the checkerboard artefacts transposed convolutions can make);
+      * ``bilinear``    - bilinear x2 then a 1x1 convolution to ``up_ch``.
+
+    Shapes: ``x: N x in_ch x h x w`` and ``skip: N x skip_ch x H x W`` (``H >= 2h``)
+    -> ``N x out_ch x H' x W'``.
+
+    Example:
+        >>> up = Up(in_ch=128, skip_ch=64, up_ch=64, out_ch=64)
+        >>> up(torch.zeros(1, 128, 16, 16), torch.zeros(1, 64, 32, 32)).shape
+        torch.Size([1, 64, 32, 32])
+    """
+
+    def __init__(self, in_ch: int, skip_ch: int, up_ch: int, out_ch: int, mode: str = "transposed",
+                 up_bias: bool = True, padding: str = "same", norm: str | None = None,
+                 dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
+                 slope: float = 0.01):
+        super().__init__()
+        self.mode = mode
+        if mode == "transposed":
+            self.up = nn.ConvTranspose2d(in_ch, up_ch, kernel_size=2, stride=2, bias=up_bias)
+        else:
+            self.up = nn.Conv2d(in_ch, up_ch, kernel_size=1, bias=up_bias)
+        self.conv = DoubleConv(skip_ch + up_ch, out_ch, padding, norm, dropout, activation, slope)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        if self.mode == "transposed":
+            x = self.up(x)                                            # N x up_ch x 2h x 2w
+        else:
+            resize = "nearest" if self.mode == "nearest_conv" else "bilinear"
+            x = F.interpolate(x, scale_factor=2, mode=resize)         # N x in_ch x 2h x 2w
+            x = self.up(x)                                            # N x up_ch x 2h x 2w
+        skip = center_crop(skip, x.shape[-2], x.shape[-1])            # N x skip_ch x 2h x 2w
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+def _pair(p: float | tuple[float, float]) -> tuple[float, float]:
+    return (float(p), float(p)) if isinstance(p, (int, float)) else (float(p[0]), float(p[1]))
+
+
+class UNet(nn.Module):
+    """One configurable U-Net.
+
+    Args:
+        in_channels: channels of the input image (1 for EM, 3 for RGB).
+        out_channels: score maps the head produces (one per class; 1 for a sigmoid mask).
+        depth: number of down-samplings (the paper and all presets use 4).
+        base_width: channels at the first level; level ``i`` has ``base_width * 2**i``.
+        padding: ``"same"`` keeps sizes (output = input); ``"valid"`` is the paper's
+            unpadded convolution with crop-and-concatenate (output smaller than input).
+        down: ``"maxpool"`` or ``"strided_conv"``.
+        up: ``"transposed"``, ``"nearest_conv"`` or ``"bilinear"``.
+        up_bias: whether the up-sampling layer has a bias (the TF style's has none).
+        norm: ``None``, ``"batch"`` or ``"instance"`` after every 3x3 convolution.
+        dropout: dropout probability after each of the two convolutions of a block (one
+            float for both, or a pair).
+        activation: ``"relu"`` or ``"leaky_relu"`` (negative slope ``leaky_slope``).
+        head_kernel: kernel of the last convolution (1 in the paper, 3 in the PyTorch style).
+        pixel_shuffle: if set to ``r``, the head makes ``out_channels * r**2`` maps and a
+            depth-to-space step turns them into ``out_channels`` maps ``r`` times larger.
+        final_activation: ``None`` (raw scores, what the losses expect), ``"sigmoid"`` or
+            ``"softmax"`` over channels.
+
+    Shapes: ``N x in_channels x H x W -> N x out_channels x H_out x W_out`` where
+    ``H_out = H`` for same padding, ``H - 184`` for the paper's valid net (depth 4), and
+    times ``pixel_shuffle`` when set. ``H`` must be a size the net can take; see
+    :func:`valid_sizes` and :meth:`check_input`.
+
+    Example:
+        >>> net = UNet(in_channels=1, out_channels=2, depth=2, base_width=8)
+        >>> net(torch.zeros(1, 1, 64, 64)).shape
+        torch.Size([1, 2, 64, 64])
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 2, depth: int = 4,
+                 base_width: int = 64, padding: str = "same", down: str = "maxpool",
+                 up: str = "transposed", up_bias: bool = True, norm: str | None = None,
+                 dropout: float | tuple[float, float] = 0.0, activation: str = "relu",
+                 leaky_slope: float = 0.01, head_kernel: int = 1, pixel_shuffle: int | None = None,
+                 final_activation: str | None = None):
+        super().__init__()
+        for name, value, allowed in [("padding", padding, PADDINGS), ("down", down, DOWNS),
+                                     ("up", up, UPS), ("norm", norm, NORMS),
+                                     ("activation", activation, ACTIVATIONS),
+                                     ("final_activation", final_activation, FINAL_ACTIVATIONS)]:
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        if depth < 1 or base_width < 1 or in_channels < 1 or out_channels < 1:
+            raise ValueError("depth, base_width, in_channels and out_channels must be >= 1")
+        self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
+        self.padding, self.pixel_shuffle = padding, pixel_shuffle
+        drop = _pair(dropout)
+        act = dict(activation=activation, slope=leaky_slope)
+        widths = [base_width * 2**i for i in range(depth + 1)]   # e.g. 64, 128, 256, 512, 1024
+        self.widths = widths
+
+        # Contracting path: a DoubleConv at each level, then a Down to the next.
+        self.encoder = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        ch = in_channels
+        for w in widths[:-1]:
+            self.encoder.append(DoubleConv(ch, w, padding, norm, drop, **act))
+            self.downs.append(Down(w, down, **act))
+            ch = w
+        self.bottleneck = DoubleConv(ch, widths[-1], padding, norm, drop, **act)
+
+        # Expanding path: from the bottom level up, each Up halves the channels and
+        # concatenates the encoder map of its level (the skip connection).
+        self.ups = nn.ModuleList()
+        for w_low, w in zip(widths[:0:-1], widths[-2::-1]):
+            self.ups.append(Up(w_low, w, w, w, up, up_bias, padding, norm, drop, **act))
+
+        # Head: one score map per class ("heatmaps"); optionally depth-to-space.
+        head_out = out_channels * (pixel_shuffle or 1) ** 2
+        self.head = nn.Conv2d(widths[0], head_out, head_kernel, padding=head_kernel // 2)
+        self.shuffle = nn.PixelShuffle(pixel_shuffle) if pixel_shuffle else nn.Identity()
+        self.final_activation = final_activation
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ``ValueError`` that says what to do if ``x`` is not an input this net takes."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}; "
+                            "convert with torch.as_tensor(x, dtype=torch.float32)")
+        if x.ndim != 4:
+            raise ValueError(f"expected a 4-D batch N x C x H x W, got shape {tuple(x.shape)}; "
+                             "add the missing axes, e.g. x[None, None] for one H x W image")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channel(s), got {x.shape[1]} "
+                             f"(shape {tuple(x.shape)}); channels come second: N x C x H x W")
+        if not torch.is_floating_point(x):
+            raise ValueError(f"expected a floating-point tensor, got {x.dtype}; "
+                             "use x.float() (and scale 8-bit images to [0, 1])")
+        for axis, size in (("height", x.shape[2]), ("width", x.shape[3])):
+            check_size(size, self.depth, self.padding, axis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        skips = []
+        for block, down in zip(self.encoder, self.downs):
+            x = block(x)              # N x w_i x H_i x W_i
+            skips.append(x)           # kept for the expanding path
+            x = down(x)               # N x w_i x H_i/2 x W_i/2
+        x = self.bottleneck(x)        # N x w_depth x h x w
+        for up, skip in zip(self.ups, reversed(skips)):
+            x = up(x, skip)           # N x w_i x H'_i x W'_i
+        x = self.shuffle(self.head(x))  # N x out_channels x H_out x W_out
+        if self.final_activation == "sigmoid":
+            x = torch.sigmoid(x)
+        elif self.final_activation == "softmax":
+            x = torch.softmax(x, dim=1)
+        return x
+
+
+# --------------------------------------------------------------------------- sizes
+
+def output_size(size: int, depth: int = 4, padding: str = "valid") -> int | None:
+    """Follow one side length through the net; return the output side, or ``None`` if the
+    net cannot take it (a pooling step meets an odd size, or a map shrinks to nothing).
+
+    Example:
+        >>> output_size(572), output_size(570), output_size(256, padding="same")
+        (388, None, 256)
+    """
+    trim = 4 if padding == "valid" else 0      # two 3x3 convs lose 2 px a side each... 4 in all
+    s = size
+    for _ in range(depth):                     # contracting path
+        s -= trim
+        if s < 2 or s % 2:
+            return None
+        s //= 2
+    s -= trim                                  # bottleneck
+    if s < 1:
+        return None
+    for _ in range(depth):                     # expanding path
+        s = 2 * s - trim
+        if s < 1:
+            return None
+    return s
+
+
+def valid_sizes(lo: int, hi: int, depth: int = 4, padding: str = "valid") -> list[int]:
+    """All side lengths in ``[lo, hi]`` the net can take.
+
+    Example:
+        >>> valid_sizes(540, 600)
+        [540, 556, 572, 588]
+    """
+    return [s for s in range(max(lo, 1), hi + 1) if output_size(s, depth, padding) is not None]
+
+
+def nearest_valid_sizes(size: int, depth: int = 4, padding: str = "valid") -> tuple[int | None, int]:
+    """The nearest valid side lengths below and above ``size`` (``None`` if none below).
+
+    Example:
+        >>> nearest_valid_sizes(570)
+        (556, 572)
+    """
+    below = next((s for s in range(size - 1, 0, -1) if output_size(s, depth, padding)), None)
+    above = next(s for s in range(size + 1, size + 2**(depth + 6))
+                 if output_size(s, depth, padding))
+    return below, above
+
+
+def check_size(size: int, depth: int = 4, padding: str = "valid", axis: str = "size") -> None:
+    """Raise ``ValueError`` naming the nearest valid sizes if the net cannot take ``size``.
+
+    Example:
+        >>> check_size(572)        # fine, returns None
+        >>> check_size(570)
+        Traceback (most recent call last):
+        ...
+        ValueError: input height/width 570 cannot pass through a depth-4 U-Net with valid padding; the nearest valid sizes are 556 and 572 (crop or mirror-pad the image)
+    """
+    if output_size(size, depth, padding) is not None:
+        return
+    below, above = nearest_valid_sizes(size, depth, padding)
+    near = f"{below} and {above}" if below else f"{above} (the smallest)"
+    name = "input height/width" if axis == "size" else f"input {axis}"
+    raise ValueError(f"{name} {size} cannot pass through a depth-{depth} U-Net with {padding} "
+                     f"padding; the nearest valid sizes are {near} (crop or mirror-pad the image)")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters.
+
+    Example:
+        >>> count_parameters(preset("paper"))
+        31030658
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- presets
+
+PRESETS: dict[str, dict] = {
+    # Ronneberger et al. 2015: unpadded 3x3 convs, 64..1024 channels, max-pool, 2x2 up-conv,
+    # crop-and-concatenate, 1x1 head to two class scores (softmax applied by the loss).
+    "paper": dict(in_channels=1, out_channels=2, depth=4, base_width=64, padding="valid"),
+    # Keras style: same padding, 32..512, ReLU, transposed convs, one sigmoid map.
+    "keras": dict(in_channels=1, out_channels=1, depth=4, base_width=32, padding="same",
+                  final_activation="sigmoid"),
+    # PyTorch style: conv-BN-Dropout-LeakyReLU blocks, strided-conv down-sampling,
+    # nearest + 1x1 conv up-sampling, a 3x3 head to three sigmoid maps.
+    "pytorch": dict(in_channels=3, out_channels=3, depth=4, base_width=64, padding="same",
+                    down="strided_conv", up="nearest_conv", norm="batch", dropout=(0.3, 0.4),
+                    activation="leaky_relu", leaky_slope=0.01, head_kernel=3,
+                    final_activation="sigmoid"),
+    # TensorFlow (slim) style: leaky ReLU 0.2, 32..512, max-pool, bias-free transposed convs,
+    # a 1x1 head to six maps ...
+    "tf": dict(in_channels=3, out_channels=6, depth=4, base_width=32, padding="same",
+               up_bias=False, activation="leaky_relu", leaky_slope=0.2),
+    # ... or to 27 = 3 * 3**2 maps rearranged by depth-to-space into a 3-channel image three
+    # times larger (a restoration / super-resolution head, not a segmentation one).
+    "tf_3x": dict(in_channels=3, out_channels=3, depth=4, base_width=32, padding="same",
+                  up_bias=False, activation="leaky_relu", leaky_slope=0.2, pixel_shuffle=3),
+}
+
+
+def preset(name: str, **overrides) -> UNet:
+    """Build a named U-Net variant; keyword ``overrides`` replace any of its arguments.
+
+    Names: ``"paper"`` (572x572 -> 388x388, 31,030,658 parameters), ``"keras"``,
+    ``"pytorch"``, ``"tf"`` and ``"tf_3x"`` (see ``PRESETS`` and the book's chapter on the
+    three reference implementations).
+
+    Example:
+        >>> net = preset("keras", base_width=8, final_activation=None)   # a narrow version
+        >>> net(torch.zeros(1, 1, 64, 64)).shape
+        torch.Size([1, 1, 64, 64])
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return UNet(**{**PRESETS[name], **overrides})

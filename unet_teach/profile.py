@@ -1,0 +1,83 @@
+"""The run profile: how much training a chapter can afford on this machine.
+
+Chapters never hard-code epochs or image counts. They ask the profile:
+
+    >>> from unet_teach.profile import get_profile
+    >>> P = get_profile()
+    >>> steps = P.pick(fast=150, full=3000)
+
+* ``fast`` - the default on a CPU: small budgets, so every chapter runs in minutes on a
+  2-core laptop and the numbers still show the effect being taught;
+* ``full`` - the default when CUDA is present: budgets close to the papers'.
+
+Set ``UNET_TEACH_PROFILE=fast`` or ``full`` to override the choice (for example ``fast`` to
+check a notebook quickly on a GPU, or ``full`` to train properly on a strong CPU), and
+``UNET_TEACH_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``, ...) to choose the device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+PROFILES = ("fast", "full")
+
+
+def default_device() -> torch.device:
+    """``$UNET_TEACH_DEVICE`` if set, else CUDA when present, else the CPU.
+
+    Example:
+        >>> default_device().type in {"cpu", "cuda"}
+        True
+    """
+    name = os.environ.get("UNET_TEACH_DEVICE")
+    if name:
+        dev = torch.device(name)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"UNET_TEACH_DEVICE={name} but CUDA is not available here; "
+                               "unset it or set it to cpu")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A training budget (``name``: ``fast`` or ``full``) and the device to train on."""
+
+    name: str
+    device: torch.device
+
+    @property
+    def fast(self) -> bool:
+        return self.name == "fast"
+
+    def pick(self, fast: T, full: T) -> T:
+        """Return ``fast`` in the fast profile and ``full`` in the full one.
+
+        Example:
+            >>> Profile("fast", torch.device("cpu")).pick(fast=100, full=5000)
+            100
+        """
+        return fast if self.fast else full
+
+    def __str__(self) -> str:
+        return f"{self.name} profile on {self.device}"
+
+
+def get_profile() -> Profile:
+    """The profile for this run: ``$UNET_TEACH_PROFILE`` if set, else ``full`` with CUDA and
+    ``fast`` without.
+
+    Example:
+        >>> get_profile().name in ("fast", "full")
+        True
+    """
+    device = default_device()
+    name = os.environ.get("UNET_TEACH_PROFILE", "").strip().lower()
+    if name and name not in PROFILES:
+        raise ValueError(f"UNET_TEACH_PROFILE={name!r}: use one of {PROFILES}")
+    return Profile(name or ("full" if device.type == "cuda" else "fast"), device)

@@ -1,0 +1,304 @@
+"""A small fit loop you can read in one sitting, and checkpoints that load safely.
+
+What ``fit`` does, in order, every step: take a batch, move it to the device, run the net
+(under mixed precision on CUDA), crop the target to the output if the net shrinks its input
+(valid padding), compute the loss, back-propagate, step the optimiser. After each epoch it
+measures loss, pixel accuracy and Dice on the validation images, appends them to the
+history and (optionally) writes a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from .metrics import dice, pixel_accuracy
+from .models import center_crop
+from .profile import default_device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch; return a torch generator for data shuffling.
+
+    Example:
+        >>> a = torch.rand(1, generator=seed_everything(0))
+        >>> b = torch.rand(1, generator=seed_everything(0))
+        >>> bool(a == b)
+        True
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def as_dataset(data) -> Dataset:
+    """Turn ``(images, masks)`` into a torch ``Dataset`` of ``(C x H x W float, H x W long)``.
+
+    ``images`` may be ``N x H x W`` (one channel is added) or ``N x C x H x W``; ``masks`` is
+    ``N x H x W`` of class indices. A ``Dataset`` is returned unchanged.
+
+    Example:
+        >>> ds = as_dataset((np.zeros((3, 16, 16), np.float32), np.zeros((3, 16, 16), np.int64)))
+        >>> [t.shape for t in ds[0]]
+        [torch.Size([1, 16, 16]), torch.Size([16, 16])]
+    """
+    if isinstance(data, Dataset):
+        return data
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError("expected (images, masks) or a torch Dataset, got "
+                        f"{type(data).__name__}")
+    images = torch.as_tensor(np.asarray(data[0]) if not isinstance(data[0], torch.Tensor) else data[0])
+    masks = torch.as_tensor(np.asarray(data[1]) if not isinstance(data[1], torch.Tensor) else data[1])
+    if images.ndim == 3:
+        images = images[:, None]                               # N x 1 x H x W
+    if images.ndim != 4 or masks.ndim != 3:
+        raise ValueError(f"images must be N x H x W or N x C x H x W and masks N x H x W, got "
+                         f"{tuple(images.shape)} and {tuple(masks.shape)}")
+    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not "
+                         "match in number or size")
+    if not torch.is_floating_point(images):
+        raise ValueError(f"images must be floating point in [0, 1], got {images.dtype}; "
+                         "divide 8-bit images by 255")
+    return TensorDataset(images.float(), masks.long())
+
+
+def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise softmax + cross-entropy for ``N x K x H x W`` scores (K >= 2) and
+    ``N x H x W`` class indices; binary cross-entropy on the logit for a single map (K = 1).
+
+    Example:
+        >>> round(default_loss(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)).item(), 4)
+        0.6931
+    """
+    if output.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(output[:, 0], target.float())
+    return F.cross_entropy(output, target)
+
+
+def scores_to_labels(output: torch.Tensor) -> torch.Tensor:
+    """``N x K x H x W`` scores -> ``N x H x W`` labels: argmax over classes, or
+    ``logit > 0`` (probability > 0.5) for a single map.
+
+    Example:
+        >>> scores_to_labels(torch.tensor([[[[2.0]], [[-1.0]]]])).tolist()
+        [[[0]]]
+    """
+    if output.shape[1] == 1:
+        return (output[:, 0] > 0).long()
+    return output.argmax(dim=1)
+
+
+def _amp_context(device: torch.device, enabled: bool):
+    if not (enabled and device.type == "cuda"):
+        return nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, loss_fn: Callable = default_loss, batch_size: int = 4,
+             device: torch.device | None = None) -> dict[str, float]:
+    """Loss, pixel accuracy and Dice (class 1) of ``model`` on ``data`` (``(images, masks)``).
+
+    Example:
+        >>> from unet_teach.models import UNet
+        >>> net = UNet(1, 2, depth=1, base_width=4)
+        >>> data = (np.zeros((2, 16, 16), np.float32), np.zeros((2, 16, 16), np.int64))
+        >>> sorted(evaluate(net, data))
+        ['accuracy', 'dice', 'loss']
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    total, n, preds, targets = 0.0, 0, [], []
+    for x, y in DataLoader(as_dataset(data), batch_size=batch_size):
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        y = center_crop(y, *out.shape[-2:])
+        total += loss_fn(out.float(), y).item() * len(x)
+        n += len(x)
+        preds.append(scores_to_labels(out).cpu())
+        targets.append(y.cpu())
+    pred, target = torch.cat(preds), torch.cat(targets)
+    return {"loss": total / n, "accuracy": pixel_accuracy(pred, target), "dice": dice(pred, target)}
+
+
+def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | None = None,
+        batch_size: int = 4, lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None,
+        loss_fn: Callable = default_loss, device: str | torch.device | None = None,
+        amp: bool = True, seed: int = 0, checkpoint: str | os.PathLike | None = None,
+        progress: bool = True) -> dict[str, list]:
+    """Train ``model`` on ``train`` and return the history.
+
+    Args:
+        model: a net mapping ``N x C x H x W`` to ``N x K x H' x W'`` scores.
+        train, val: ``(images, masks)`` arrays (see :func:`as_dataset`) or torch Datasets.
+        epochs: passes over ``train``; ``max_steps`` stops earlier after that many steps.
+        batch_size, lr: for the default optimiser, Adam.
+        optimizer: your own optimiser over ``model.parameters()`` (then ``lr`` is unused).
+        loss_fn: ``loss_fn(scores, target)``; default :func:`default_loss`.
+        device: default CUDA when present (see :func:`unet_teach.profile.default_device`).
+        amp: mixed precision on CUDA (ignored on the CPU).
+        seed: seeds the initial shuffle and every random number torch draws.
+        checkpoint: if given, the model and optimiser are saved there after every epoch.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        ``{"epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_dice",
+        "seconds"}``: one entry per epoch (the ``val_*`` lists stay empty without ``val``),
+        plus ``"step_loss"``, the loss of every step.
+
+    Example:
+        >>> from unet_teach.data import synthetic_membranes
+        >>> from unet_teach.models import UNet
+        >>> images, masks = synthetic_membranes(4, 32, seed=0)
+        >>> net = UNet(1, 2, depth=2, base_width=4)
+        >>> h = fit(net, (images, masks), epochs=2, progress=False)
+        >>> len(h["train_loss"])
+        2
+    """
+    device = torch.device(device) if device is not None else default_device()
+    generator = seed_everything(seed)
+    model.to(device)
+    loader = DataLoader(as_dataset(train), batch_size=batch_size, shuffle=True, generator=generator)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    autocast, scaler = _amp_context(device, amp)
+    history: dict[str, list] = {k: [] for k in ("epoch", "step", "train_loss", "val_loss",
+                                                "val_accuracy", "val_dice", "seconds", "step_loss")}
+    total_steps = min(epochs * len(loader), max_steps or epochs * len(loader))
+    bar = tqdm(total=total_steps, disable=not progress, desc="training", unit="step")
+    step, start = 0, time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        running, seen = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast:
+                out = model(x)                                   # N x K x H' x W'
+            y = center_crop(y, *out.shape[-2:])                  # valid padding: crop target
+            loss = loss_fn(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            step += 1
+            running += loss.item() * len(x)
+            seen += len(x)
+            history["step_loss"].append(loss.item())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            if step >= total_steps:
+                break
+        history["epoch"].append(epoch)
+        history["step"].append(step)
+        history["train_loss"].append(running / max(seen, 1))
+        if val is not None:
+            scores = evaluate(model, val, loss_fn, batch_size, device)
+            history["val_loss"].append(scores["loss"])
+            history["val_accuracy"].append(scores["accuracy"])
+            history["val_dice"].append(scores["dice"])
+        history["seconds"].append(time.perf_counter() - start)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, epoch=epoch, step=step)
+        if step >= total_steps:
+            break
+    bar.close()
+    return history
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model it is loaded into, or is not a checkpoint."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None, **extra) -> Path:
+    """Save the model's weights (and the optimiser's state) to ``path``.
+
+    Only tensors, numbers and strings are stored, so the file loads with
+    ``torch.load(..., weights_only=True)``, which cannot run code hidden in a file.
+
+    Example:
+        >>> import tempfile
+        >>> from unet_teach.models import UNet
+        >>> p = save_checkpoint(tempfile.mkdtemp() + "/net.pt", UNet(1, 2, 1, 4), epoch=3)
+        >>> p.name
+        'net.pt'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "extra": dict(extra)}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)          # never leave a half-written checkpoint behind
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Load weights saved by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
+
+    Raises:
+        CheckpointError: the file is not a checkpoint, or its tensors do not match the
+        model's (missing or unexpected layers, different shapes) - the message lists them.
+
+    Returns:
+        The ``extra`` values stored with it (e.g. ``{"epoch": 3}``).
+
+    Example:
+        >>> import tempfile
+        >>> from unet_teach.models import UNet
+        >>> p = save_checkpoint(tempfile.mkdtemp() + "/net.pt", UNet(1, 2, 1, 4), epoch=3)
+        >>> load_checkpoint(p, UNet(1, 2, 1, 4))
+        {'epoch': 3}
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: "
+                              f"{str(err)[:200]}); was it written by save_checkpoint?") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} holds no 'model' weights; was it written by save_checkpoint?")
+    saved, own = state["model"], model.state_dict()
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    wrong = [f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in saved and saved[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        lines = [f"{path} does not fit this {type(model).__name__}:"]
+        for title, items in (("missing in the checkpoint", missing),
+                             ("not in the model", unexpected), ("shape differs", wrong)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:5])
+                             + (" ..." if len(items) > 5 else ""))
+        lines.append("Build the model with the same arguments (preset, depth, base_width, "
+                     "channels) as the one that was saved.")
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict(saved)
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    return dict(state.get("extra", {}))
