@@ -85,14 +85,21 @@ def synthetic_membranes(n: int = 8, size: int = 128, seed: int = 0) -> tuple[np.
         membrane |= thick
 
         # interior: each cell its own grey level, plus a smooth texture
-        cell_grey = rng.uniform(0.55, 0.85, cells.max() + 1)[cells]
-        img = cell_grey + 0.06 * _smooth_noise(rng, size, 2.0)
-        # dark organelles inside cells (round blobs away from the membrane)
-        blobs = _smooth_noise(rng, size, 3.0) > 2.0
-        img[blobs & ~ndi.binary_dilation(membrane, iterations=2)] -= 0.25
-        img[membrane] = rng.uniform(0.12, 0.25)          # membranes are dark
-        img = ndi.gaussian_filter(img, 0.8)               # the microscope's blur
-        img += rng.normal(0, 0.05, img.shape)             # shot / detector noise
+        # interior: each cell its own grey level, plus a smooth texture
+        cell_grey = rng.uniform(0.45, 0.85, cells.max() + 1)[cells]
+        img = cell_grey + 0.08 * _smooth_noise(rng, size, 1.5)
+        # dark organelles inside the cells, as dark as membrane: a pixel's grey value alone
+        # cannot tell them apart; their round shape (context) can
+        inside = ~ndi.binary_dilation(membrane, iterations=3)
+        blobs = (_smooth_noise(rng, size, 2.5) > 1.7) & inside
+        dark = rng.uniform(0.12, 0.3)                        # this image's membrane darkness
+        img[blobs] = dark + rng.normal(0, 0.05, blobs.sum())
+        img[membrane] = dark + rng.normal(0, 0.05, membrane.sum())
+        # uneven illumination across the field
+        ramp = np.linspace(-1, 1, size)
+        img += rng.uniform(-0.12, 0.12) * ramp[:, None] + rng.uniform(-0.12, 0.12) * ramp[None, :]
+        img = ndi.gaussian_filter(img, 1.0)               # the microscope's blur
+        img += rng.normal(0, 0.07, img.shape)             # shot / detector noise
         images[i] = np.clip(img, 0, 1)
         masks[i] = membrane
     return images, masks

@@ -260,8 +260,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module,
     """Load weights saved by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
 
     Raises:
-        CheckpointError: the file is not a checkpoint, or its tensors do not match the
-        model's (missing or unexpected layers, different shapes) - the message lists them.
+        CheckpointError: if the file is not a checkpoint, or its tensors do not match the
+            model's; the message lists the missing, unexpected and differently shaped ones.
 
     Returns:
         The ``extra`` values stored with it (e.g. ``{"epoch": 3}``).

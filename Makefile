@@ -1,0 +1,39 @@
+# Two commands for a newcomer: `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# The ISBI 2012 slices: use $UNET_TEACH_DATA when set, else ../shared/data when it exists
+# (the project's own machines), else unet_teach downloads them once into a user cache.
+ifeq ($(origin UNET_TEACH_DATA), undefined)
+  ifneq ($(wildcard ../shared/data/isbi2012),)
+    export UNET_TEACH_DATA := $(abspath ../shared/data)
+  endif
+endif
+# Matplotlib must not look for a display while notebooks run headless.
+export MPLBACKEND ?= Agg
+
+.PHONY: install book test release clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Execute every chapter and build the HTML book into _build/html; warnings are errors.
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# The whole test suite: the package's doctests, tests/ (which builds the book, executing
+# every chapter once) and every exercise solution notebook under nbval.
+test: $(STAMP)
+	$(PY) -m pytest --doctest-modules --nbval-lax --nbval-current-env unet_teach tests exercises/source
+
+release: $(STAMP)
+	$(VENV)/bin/unet-teach release
+
+clean:
+	rm -rf _build

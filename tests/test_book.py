@@ -1,0 +1,79 @@
+"""The book builds with zero warnings, executing every chapter, and the pages have content.
+
+The build runs once per test session (it executes the chapter notebooks, which is the point:
+every figure and number in the book comes from code that ran). It writes _build/html, the
+same place `make book` does.
+"""
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def build():
+    exe = Path(sys.executable).with_name("jupyter-book")
+    assert exe.exists(), f"jupyter-book not installed next to {sys.executable}"
+    start = time.perf_counter()
+    proc = subprocess.run([str(exe), "build", str(ROOT), "-W", "-n", "--keep-going"],
+                          cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    print(f"\nbook build: {seconds:.0f} s")
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "IPKernelApp" not in line]
+    assert proc.returncode == 0, ("book build failed:\n" + "\n".join(warnings[:40])
+                                  + "\n--- last lines ---\n" + log[-4000:])
+    return log
+
+
+def page(rel: str) -> str:
+    path = HTML / rel
+    assert path.is_file(), f"{rel} was not built"
+    return path.read_text(encoding="utf-8")
+
+
+def test_build_has_no_warnings(build):
+    problems = [line for line in build.splitlines()
+                if re.search(r"\bWARNING\b", line) and "IPKernelApp" not in line]
+    assert not problems, "\n".join(problems)
+    assert (HTML / "index.html").is_file()
+
+
+def test_chapter_1_has_its_figures_and_measured_numbers(build):
+    html = page("notebooks/01_pixel_classification.html")
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+    assert len(images) >= 6, f"expected the chapter's figures, found {images}"
+    for src in images:
+        assert (HTML / "notebooks" / src).resolve().is_file(), f"missing image {src}"
+    # Numbers written into the text by cells that ran during the build
+    assert re.search(r"membrane is <strong>\d+\.\d %</strong> of the synthetic pixels", html)
+    assert "Traceback" not in html
+
+
+def test_api_reference_documents_the_package(build):
+    html = page("book/api.html")
+    for name in ["synthetic_membranes", "load_isbi2012", "UNet", "preset", "fit",
+                 "dice_per_class", "overlay", "get_profile"]:
+        assert f'id="unet_teach.' in html and name in html, name
+
+
+def test_bibliography_and_launch_buttons(build):
+    refs = page("book/references.html")
+    for author in ["Ronneberger", "Ciresan", "Long", "Cardona", "Arganda-Carreras"]:
+        assert author in refs.replace("Cireşan", "Ciresan"), author
+    chapter = page("notebooks/01_pixel_classification.html")
+    assert "colab.research.google.com/github/unet-teach/unet-teach" in chapter
+
+
+def test_exercise_pages_are_the_release_versions(build):
+    for nb in sorted((ROOT / "exercises" / "release").glob("*.ipynb")):
+        html = page(f"exercises/release/{nb.stem}.html")
+        assert "NotImplementedError" in html
+        assert "BEGIN HIDDEN TESTS" not in html and "BEGIN SOLUTION" not in html
