@@ -11,8 +11,6 @@ ifeq ($(origin UNET_TEACH_DATA), undefined)
     export UNET_TEACH_DATA := $(abspath ../shared/data)
   endif
 endif
-# Matplotlib must not look for a display while notebooks run headless.
-export MPLBACKEND ?= Agg
 
 .PHONY: install book test release clean
 
@@ -25,7 +23,7 @@ install: $(STAMP)
 
 # Execute every chapter and build the HTML book into _build/html; warnings are errors.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 # The whole test suite: the package's doctests, tests/ (which builds the book, executing
 # every chapter once) and every exercise solution notebook under nbval.

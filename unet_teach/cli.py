@@ -1,8 +1,9 @@
 """The ``unet-teach`` command.
 
     unet-teach info       versions, device, run profile, data folder, ISBI files verified
-
-(The exercise tooling adds ``release`` and ``grade``.)
+    unet-teach release    write the student notebooks (exercises/source -> exercises/release);
+                          ``--check`` only reports whether they are up to date
+    unet-teach grade      grade submitted notebooks into report.json and grades.csv
 """
 
 from __future__ import annotations
@@ -47,11 +48,82 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    """Write (or, with --check, verify) the student versions of the exercise notebooks."""
+    from .release import ReleaseError, release, stale
+
+    try:
+        if args.check:
+            problems = stale(args.source, args.release)
+            for line in problems:
+                print(line)
+            if problems:
+                print("release notebooks are out of date; run `unet-teach release`")
+                return 1
+            print(f"{args.release} is up to date with {args.source}")
+            return 0
+        for path in release(args.source, args.release):
+            print(f"wrote {path}")
+    except (ReleaseError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """Grade submissions; print a table; exit 0 once the whole batch is graded."""
+    import time
+
+    from .grade import format_table, grade
+
+    start = time.monotonic()
+
+    def progress(row):
+        print(f"graded {row['submission']}: {row['total']:g}/{row['max']:g}"
+              + (f" ({row['error']})" if row["error"] else ""), file=sys.stderr, flush=True)
+
+    try:
+        report = grade(args.submissions, args.out, source_dir=args.source, jobs=args.jobs,
+                       cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not report:
+        print("no notebooks found in the given paths", file=sys.stderr)
+    print(format_table(report))
+    print(f"\n{len(report)} submission(s) graded in {time.monotonic() - start:.0f} s; "
+          f"wrote {args.out}/report.json and {args.out}/grades.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unet-teach", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, device, profile and data status")
     info.set_defaults(func=cmd_info)
+
+    rel = sub.add_parser("release", help="write student notebooks from the instructor sources")
+    rel.add_argument("--source", default="exercises/source", help="instructor notebooks "
+                     "(default: %(default)s)")
+    rel.add_argument("--release", default="exercises/release", help="where the student "
+                     "notebooks go (default: %(default)s)")
+    rel.add_argument("--check", action="store_true", help="write nothing; exit 1 if the release "
+                     "notebooks are missing or out of date")
+    rel.set_defaults(func=cmd_release)
+
+    gr = sub.add_parser("grade", help="grade submitted notebooks")
+    gr.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                    help="notebook files, or folders searched recursively for *.ipynb")
+    gr.add_argument("--out", required=True, help="folder for report.json and grades.csv")
+    gr.add_argument("--source", default="exercises/source", help="instructor notebooks "
+                    "(default: %(default)s)")
+    gr.add_argument("--jobs", type=int, default=None, help="notebooks graded at once "
+                    "(default: min(4, number of CPUs))")
+    gr.add_argument("--cell-timeout", type=float, default=60, metavar="S",
+                    help="seconds a cell may run before it is interrupted (default: %(default)s)")
+    gr.add_argument("--timeout", type=float, default=600, metavar="S",
+                    help="seconds a whole notebook may run (default: %(default)s)")
+    gr.set_defaults(func=cmd_grade)
     return parser
 
 

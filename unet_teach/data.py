@@ -293,7 +293,12 @@ def _fetch_missing(base: Path, missing: list[str], base_url: str) -> None:
         try:
             pooch.retrieve(url=f"{base_url}/{_remote_name(rel)}", known_hash=f"sha256:{ISBI_SHA256[rel]}",
                            fname=Path(rel).name, path=base / Path(rel).parent, progressbar=False)
-        except ValueError as err:          # pooch: the downloaded file's hash does not match
+        except ValueError as err:
+            if "hash" not in str(err).lower():   # a malformed URL is a ValueError too
+                raise DataError(f"could not download {rel} from {base_url!r} ({err}); check "
+                                f"the URL, or copy the 25 slices into {base}/images/ and "
+                                f"{base}/labels/ by hand (00.png ... 24.png)") from err
+            # pooch: the downloaded file's hash does not match (pooch deletes the file)
             raise DataError(f"the download of {rel} from {base_url} did not match its SHA-256; "
                             f"the source may have changed. {err}") from err
         except Exception as err:           # no network, HTTP error, ...

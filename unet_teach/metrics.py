@@ -114,6 +114,12 @@ def iou_per_class(pred, target, num_classes: int | None = None) -> np.ndarray:
     return _per_class(pred, target, num_classes, dice=False)
 
 
+def _classes_needed(pred, target, cls: int) -> int:
+    """Enough classes for ``cls`` and every label in either map (at least two)."""
+    pred, target = _pair(pred, target)
+    return max(cls + 1, 2, int(max(pred.max(initial=0), target.max(initial=0))) + 1)
+
+
 def dice(pred, target, cls: int = 1) -> float:
     """Dice of one class (default 1, the foreground: membrane or nucleus).
 
@@ -121,7 +127,7 @@ def dice(pred, target, cls: int = 1) -> float:
         >>> dice(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]))
         0.8
     """
-    return float(dice_per_class(pred, target, num_classes=max(cls + 1, 2))[cls])
+    return float(dice_per_class(pred, target, num_classes=_classes_needed(pred, target, cls))[cls])
 
 
 def iou(pred, target, cls: int = 1) -> float:
@@ -131,7 +137,7 @@ def iou(pred, target, cls: int = 1) -> float:
         >>> round(iou(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1])), 4)
         0.6667
     """
-    return float(iou_per_class(pred, target, num_classes=max(cls + 1, 2))[cls])
+    return float(iou_per_class(pred, target, num_classes=_classes_needed(pred, target, cls))[cls])
 
 
 def mean_dice(pred, target, num_classes: int | None = None) -> float:

@@ -122,6 +122,7 @@ def evaluate(model: nn.Module, data, loss_fn: Callable = default_loss, batch_siz
         ['accuracy', 'dice', 'loss']
     """
     device = device or next(model.parameters()).device
+    was_training = model.training
     model.eval()
     total, n, preds, targets = 0.0, 0, [], []
     for x, y in DataLoader(as_dataset(data), batch_size=batch_size):
@@ -132,6 +133,7 @@ def evaluate(model: nn.Module, data, loss_fn: Callable = default_loss, batch_siz
         n += len(x)
         preds.append(scores_to_labels(out).cpu())
         targets.append(y.cpu())
+    model.train(was_training)
     pred, target = torch.cat(preds), torch.cat(targets)
     return {"loss": total / n, "accuracy": pixel_accuracy(pred, target), "dice": dice(pred, target)}
 

@@ -1,0 +1,352 @@
+"""The grader against adversarial submissions.
+
+One batch, graded once by ``unet-teach grade`` with two worker processes (the slow part, about
+a minute on two cores), holds a correct notebook and one notebook per way of breaking things;
+each test then reads its row of the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from unet_teach import cli
+from unet_teach.grade import (SubmissionError, assemble, format_table, load_assignments, match,
+                              read_submission)
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_DIR = ROOT / "exercises" / "source"
+NAME = "01_pixel_metrics"
+FULL = {"q1_pixel_accuracy": 2.0, "q2_dice": 3.0, "q3_iou": 2.0, "q4_mean_iou": 2.0,
+        "q5_baseline": 1.0}
+CELL_TIMEOUT = 10
+
+
+# --------------------------------------------------------------------------- building submissions
+
+def released():
+    return nbformat.read(ROOT / "exercises" / "release" / f"{NAME}.ipynb", as_version=4)
+
+
+def solved():
+    """The release notebook with the reference answers typed in (what a good student hands in)."""
+    source = {c.id: c for c in nbformat.read(SOURCE_DIR / f"{NAME}.ipynb", as_version=4).cells}
+    nb = released()
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = source[cell.id].source
+    return nb
+
+
+def index(nb, cell_id):
+    return [c.id for c in nb.cells].index(cell_id)
+
+
+def set_answer(nb, cell_id, code):
+    nb.cells[index(nb, cell_id)].source = code
+
+
+def add_after(nb, cell_id, code):
+    nb.cells.insert(index(nb, cell_id) + 1, nbformat.v4.new_code_cell(code))
+
+
+def write(nb, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """``course/source`` (a copy of the exercise sources) and ``course/submissions``."""
+    root = tmp_path_factory.mktemp("course")
+    source = root / "source"
+    source.mkdir()
+    (source / f"{NAME}.ipynb").write_bytes((SOURCE_DIR / f"{NAME}.ipynb").read_bytes())
+    subs = root / "submissions"
+
+    good = solved()
+    del good.metadata["unet_teach"]            # matched by its file name only
+    write(good, subs / "alice" / f"{NAME}.ipynb")
+
+    write(solved(), subs / "renamed" / "Copy of my homework (2).ipynb")   # matched by metadata id
+
+    nb = solved()                              # wrong Dice, and its test cell replaced by `pass`
+    set_answer(nb, "q2-answer", "def dice(pred, target):\n    return 1.0")
+    nb.cells[index(nb, "q2-test")].source = "pass"
+    write(nb, subs / "edited_test.ipynb")
+
+    nb = solved()                              # test cells deleted: a right and a wrong answer
+    set_answer(nb, "q3-answer", "def iou(pred, target, cls=1):\n    return 0.5")
+    del nb.cells[index(nb, "q3-test")]
+    del nb.cells[index(nb, "q1-test")]
+    write(nb, subs / "deleted_tests.ipynb")
+
+    nb = solved()                              # a function that never returns
+    set_answer(nb, "q4-answer", "def mean_iou(pred, target):\n    while True:\n        pass")
+    write(nb, subs / "loops.ipynb")
+
+    nb = solved()                              # kills its kernel half-way
+    add_after(nb, "q2-test", "import os\nos._exit(1)")
+    write(nb, subs / "os_exit.ipynb")
+
+    nb = solved()                              # sys.exit() inside an answer
+    set_answer(nb, "q1-answer", "import sys\ndef pixel_accuracy(pred, target):\n    sys.exit()")
+    write(nb, subs / "sys_exit.ipynb")
+
+    nb = solved()                              # 100 MB of output, otherwise right
+    add_after(nb, "q1-answer", "for _ in range(100):\n    print('x' * 999_999)")
+    write(nb, subs / "chatty.ipynb")
+
+    nb = solved()                              # reads and rewrites files around it
+    alice = subs / "alice" / f"{NAME}.ipynb"
+    add_after(nb, "q1-answer", f"""
+import os
+seen = sorted(os.listdir("."))
+print("SEEN", seen)
+for path in ["alice/{NAME}.ipynb", "../source/{NAME}.ipynb", "../../source/{NAME}.ipynb",
+             "edited_test.ipynb"]:
+    try:
+        with open(path, "w") as f:       # relative to where the submission was collected
+            f.write("vandalised")
+    except OSError:
+        pass
+# an absolute path works (the grader is no sandbox), but alice's grade was read before
+with open({str(alice)!r}, "w") as f:
+    f.write("vandalised")
+with open("vandal.ipynb", "w") as f:     # its own copy: changes nothing either
+    f.write("vandalised")
+""")
+    write(nb, subs / "vandal.ipynb")
+
+    (subs / "corrupt.ipynb").write_text('{"cells": [{"cell_type": "code", "sour')
+    (subs / "binary.ipynb").write_bytes(bytes(range(256)) * 4)
+    write(nbformat.v4.new_notebook(), subs / "empty.ipynb")
+    (subs / "no_cells.ipynb").write_text(json.dumps({"metadata": {}, "nbformat": 4,
+                                                     "nbformat_minor": 5}))
+    (subs / "notes.txt").write_text("not collected from a folder")
+    essay = root / "essay.pdf"
+    essay.write_bytes(b"%PDF-1.4 not a notebook")
+    nb = solved()
+    del nb.metadata["unet_teach"]
+    write(nb, subs / "mystery.ipynb")          # neither a known name nor a release id
+    return {"root": root, "source": source, "subs": subs, "essay": essay,
+            "source_bytes": (source / f"{NAME}.ipynb").read_bytes()}
+
+
+@pytest.fixture(scope="module")
+def graded(course):
+    out = course["root"] / "out"
+    code = cli.main(["grade", str(course["subs"]), str(course["essay"]), "--out", str(out),
+                     "--source", str(course["source"]), "--jobs", "2",
+                     "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120"])
+    report = json.loads((out / "report.json").read_text())
+    rows = {Path(r["submission"]).name: r for r in report}
+    return {"code": code, "out": out, "report": report, "rows": rows}
+
+
+def points(row):
+    return {gid: q["points"] for gid, q in row["questions"].items()}
+
+
+# --------------------------------------------------------------------------- the batch
+
+def test_batch_finishes_with_one_row_per_submission(graded):
+    assert graded["code"] == 0
+    assert sorted(graded["rows"]) == sorted([
+        f"{NAME}.ipynb", "Copy of my homework (2).ipynb", "edited_test.ipynb",
+        "deleted_tests.ipynb", "loops.ipynb", "os_exit.ipynb", "sys_exit.ipynb", "chatty.ipynb",
+        "vandal.ipynb", "corrupt.ipynb", "binary.ipynb", "empty.ipynb", "no_cells.ipynb",
+        "mystery.ipynb", "essay.pdf"])
+    for row in graded["report"]:
+        assert set(row) >= {"submission", "total", "max", "error", "questions"}
+        assert row["total"] == sum(q["points"] for q in row["questions"].values())
+
+
+def test_correct_submission_gets_full_marks(graded):
+    row = graded["rows"][f"{NAME}.ipynb"]
+    assert (row["total"], row["max"], row["error"]) == (10.0, 10.0, None)
+    assert points(row) == FULL
+    assert all(q["error"] is None and q["max"] == FULL[g] for g, q in row["questions"].items())
+
+
+def test_renamed_submission_is_matched_by_its_release_id(graded):
+    row = graded["rows"]["Copy of my homework (2).ipynb"]
+    assert row["assignment"] == NAME and row["total"] == 10.0 and row["error"] is None
+
+
+def test_edited_test_cell_is_restored(graded):
+    row = graded["rows"]["edited_test.ipynb"]
+    # Q5 uses dice too, so it fails with it
+    assert points(row) == {**FULL, "q2_dice": 0.0, "q5_baseline": 0.0}
+    assert row["questions"]["q2_dice"]["error"].startswith("AssertionError: dice(pred, target) is wrong")
+
+
+def test_deleted_test_cells_are_put_back(graded):
+    row = graded["rows"]["deleted_tests.ipynb"]
+    # q1's test was put back and passes; q3's was put back and fails (and q4, which uses iou)
+    assert points(row) == {**FULL, "q3_iou": 0.0, "q4_mean_iou": 0.0}
+    assert row["questions"]["q3_iou"]["error"].startswith(
+        "AssertionError: iou(pred, target) is wrong on 'a 12 x 5 image")
+    assert row["questions"]["q3_iou"]["error"].endswith("... Hint: IoU = |pred == 1 and "
+                                                        "target == 1| / |pred == 1 or target == 1|")
+
+
+def test_endless_loop_is_interrupted_and_the_rest_still_graded(graded):
+    row = graded["rows"]["loops.ipynb"]
+    assert points(row) == {**FULL, "q4_mean_iou": 0.0}
+    assert row["questions"]["q4_mean_iou"]["error"] == (
+        f"CellTimeoutError: the test ran longer than {CELL_TIMEOUT} s and was interrupted")
+    assert "ran past the time limit and was interrupted" in row["error"]
+
+
+def test_killed_kernel_scores_what_ran_before(graded):
+    row = graded["rows"]["os_exit.ipynb"]
+    assert points(row) == {"q1_pixel_accuracy": 2.0, "q2_dice": 3.0, "q3_iou": 0.0,
+                           "q4_mean_iou": 0.0, "q5_baseline": 0.0}
+    assert row["error"].startswith("the kernel died in cell")
+    assert row["questions"]["q3_iou"]["error"].startswith("not run: the kernel died")
+
+
+def test_sys_exit_fails_only_its_question(graded):
+    row = graded["rows"]["sys_exit.ipynb"]
+    # Q5's answer calls pixel_accuracy, so it fails too
+    assert points(row) == {**FULL, "q1_pixel_accuracy": 0.0, "q5_baseline": 0.0}
+    assert row["questions"]["q1_pixel_accuracy"]["error"] == "SystemExit"
+    assert row["error"] is None
+
+
+def test_huge_output_is_truncated_not_stored(graded):
+    row = graded["rows"]["chatty.ipynb"]
+    assert row["total"] == 10.0
+    assert row["error"].startswith("output truncated in cell")
+    executed = list((graded["out"] / "executed").glob("*chatty.ipynb"))
+    assert len(executed) == 1 and executed[0].stat().st_size < 5_000_000
+
+
+def test_submission_cannot_touch_other_submissions_or_the_sources(graded, course):
+    row = graded["rows"]["vandal.ipynb"]
+    assert row["total"] == 10.0 and row["error"] is None
+    # its kernel ran in a folder holding nothing but its own copy
+    executed = next((graded["out"] / "executed").glob("*vandal.ipynb"))
+    assert "SEEN ['vandal.ipynb']" in executed.read_text()
+    # the relative paths it tried led nowhere
+    assert (course["source"] / f"{NAME}.ipynb").read_bytes() == course["source_bytes"]
+    assert nbformat.read(course["subs"] / "edited_test.ipynb", as_version=4).cells
+    assert nbformat.read(course["subs"] / "vandal.ipynb", as_version=4).cells
+    # the absolute path did overwrite alice's file, after it had been read: her grade stands
+    assert (course["subs"] / "alice" / f"{NAME}.ipynb").read_text() == "vandalised"
+    assert graded["rows"][f"{NAME}.ipynb"]["total"] == 10.0
+    assert graded["rows"]["edited_test.ipynb"]["total"] == 6.0
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("corrupt.ipynb", "corrupt notebook: invalid JSON"),
+    ("binary.ipynb", "corrupt notebook: not UTF-8 text"),
+    ("empty.ipynb", "the notebook has no cells"),
+    ("no_cells.ipynb", "not a notebook: it has no 'cells' list"),
+    ("essay.pdf", "not a notebook: expected a .ipynb file, got a .pdf file"),
+    ("mystery.ipynb", "cannot tell which exercise this is"),
+])
+def test_unreadable_submissions_get_a_row_with_the_reason(graded, name, reason):
+    row = graded["rows"][name]
+    assert row["error"].startswith(reason), row["error"]
+    assert row["total"] == 0.0
+    if name in ("empty.ipynb", "no_cells.ipynb"):
+        # the exercise is unknown (nothing to match), so nothing counts towards a maximum
+        assert row["max"] == 0.0 and row["questions"] == {}
+
+
+def test_grades_csv_has_one_row_per_submission(graded):
+    with open(graded["out"] / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["submission", "total", "max", *FULL, "error"]
+    assert len(rows) == len(graded["report"])
+    alice = next(r for r in rows if r["submission"].endswith(f"alice/{NAME}.ipynb"))
+    assert (alice["total"], alice["max"], alice["q2_dice"], alice["error"]) == ("10", "10", "3", "")
+    essay = next(r for r in rows if r["submission"].endswith("essay.pdf"))
+    assert essay["q1_pixel_accuracy"] == "" and essay["max"] == "0"
+
+
+# --------------------------------------------------------------------------- pieces, no kernels
+
+@pytest.fixture(scope="module")
+def assignment():
+    return load_assignments(SOURCE_DIR)[NAME]
+
+
+def as_submission(nb, tmp_path, name="sub.ipynb"):
+    return read_submission(write(nb, tmp_path / name))
+
+
+def test_assemble_puts_deleted_and_moved_tests_back_in_source_order(assignment, tmp_path):
+    nb = solved()
+    del nb.cells[index(nb, "q2-test")]
+    moved = nb.cells.pop(index(nb, "q4-test"))
+    nb.cells.insert(0, moved)                            # moved to the top
+    nb.cells.append(copy.deepcopy(moved))                # and duplicated
+    nb.cells[-1].id = "copy-of-q4-test"
+    nb.cells[index(nb, "q1-test")].source = "pass"       # and edited
+    run, tests = assemble(as_submission(nb, tmp_path), assignment)
+    # the restored cells (locked code and tests) and the answers, in the source's order
+    order = [c.metadata.get("nbgrader", {}).get("grade_id") or c.get("id") for c in run.cells]
+    expected = [c.id for c in assignment.nb.cells if c.cell_type == "code"]
+    assert [x for x in order if x in set(expected) | set(FULL) | {"setup", "demo_data"}] == [
+        c.metadata.nbgrader.grade_id if c.metadata.nbgrader.get("locked") else c.id
+        for c in assignment.nb.cells if c.cell_type == "code"]
+    assert [gid for _, gid, _ in tests] == list(FULL)
+    for i, gid, pts in tests:
+        assert "BEGIN HIDDEN" not in run.cells[i].source and "np.isnan" in "".join(
+            c.source for c in run.cells) and pts == FULL[gid]
+    assert "assert pixel_accuracy(empty, empty) == 1.0" in run.cells[tests[0][0]].source
+    nbformat.validate(run)
+
+
+def test_assemble_keeps_students_extra_cells_and_ignores_their_nbgrader_metadata(assignment, tmp_path):
+    nb = solved()
+    fake = nbformat.v4.new_code_cell("print('bonus')", metadata={"nbgrader": {
+        "grade_id": "bonus", "grade": True, "solution": False, "points": 100}})
+    nb.cells.insert(index(nb, "q1-answer") + 1, fake)
+    run, tests = assemble(as_submission(nb, tmp_path), assignment)
+    assert "print('bonus')" in [c.source for c in run.cells]
+    assert [gid for _, gid, _ in tests] == list(FULL)       # no 100 bonus points
+    bonus = [c.source for c in run.cells].index("print('bonus')")
+    assert "nbgrader" not in run.cells[bonus].metadata
+    assert run.cells[bonus - 1].metadata.nbgrader.grade_id == "q1_pixel_accuracy"
+
+
+def test_match_by_name_or_release_id(assignment):
+    known = {NAME: assignment}
+    assert match(Path(f"{NAME}.ipynb"), {"metadata": {}}, known) is assignment
+    assert match(Path(f"{NAME} (1).ipynb"), {"metadata": {}}, known) is assignment
+    assert match(Path("x.ipynb"), {"metadata": {"unet_teach": {"assignment": NAME}}}, known) is assignment
+    assert match(Path("x.ipynb"), {"metadata": {"unet_teach": {"assignment": "02"}}}, known) is None
+
+
+def test_read_submission_reasons(tmp_path):
+    (tmp_path / "list.ipynb").write_text("[1, 2]")
+    with pytest.raises(SubmissionError, match="not an object"):
+        read_submission(tmp_path / "list.ipynb")
+    with pytest.raises(SubmissionError, match="file not found"):
+        read_submission(tmp_path / "missing.ipynb")
+    (tmp_path / "big.ipynb").write_text("{}" + " " * 100)
+    with pytest.raises(SubmissionError, match="more than"):
+        read_submission(tmp_path / "big.ipynb", max_bytes=10)
+
+
+def test_table_lists_every_submission(graded):
+    table = format_table(graded["report"])
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["submission", "score", "q1_pixel_accuracy"]
+    assert len(lines) == 1 + len(graded["report"])
+
+
+def test_missing_source_folder_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--source", str(tmp_path / "nope")]) == 2
+    assert "source folder" in capsys.readouterr().err

@@ -1,0 +1,259 @@
+"""Instant feedback for the exercises: call a check right after you answer a question.
+
+Each check runs your function on a few fixed inputs and compares it with the reference in
+:mod:`unet_teach.metrics`. When everything matches it prints one line with the points the
+question is worth. When something does not, it raises ``AssertionError`` with a message that
+says which input failed, what was expected and what came back, and a hint, e.g.::
+
+    AssertionError: dice(pred, target) is wrong on 'a 2 x 3 example' (pred and target:
+    shape (2, 3), int64): expected 0.666667, got 0.5 (off by 0.166667).
+    Hint: that is the IoU; Dice = 2 TP / (2 TP + FP + FN).
+
+The inputs are small integer numpy arrays and all comparisons are done in float64 on the
+CPU, so a check gives the same verdict on every machine (a result computed on a GPU, or in
+float32, passes when it agrees to 1e-6). The graded version of every question also runs
+hidden tests (edge cases the text of the exercise describes), so passing a check is
+necessary, not sufficient.
+
+Example:
+    >>> import numpy as np
+    >>> check_pixel_accuracy(lambda pred, target: float(np.mean(pred == target)))
+    pixel_accuracy: all 4 checks passed - 2 points
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from . import metrics
+
+TOLERANCE = 1e-6
+POINTS = {"pixel_accuracy": 2, "dice": 3, "iou": 2, "mean_iou": 2, "baseline": 1}
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(description, pred, target)`` triples: fixed, small, int64."""
+    rng = np.random.default_rng(2015)
+    batch_t = (rng.random((3, 8, 8)) < 0.3).astype(np.int64)
+    batch_p = np.where(rng.random((3, 8, 8)) < 0.8, batch_t, 1 - batch_t)
+    tall_t = np.zeros((12, 5), dtype=np.int64)
+    tall_t[:, 2] = 1                                    # a vertical membrane
+    tall_p = np.zeros_like(tall_t)
+    tall_p[2:, 1:3] = 1                                 # thicker, shifted, shorter
+    return [
+        ("a 2 x 3 example", np.array([[0, 1, 1], [0, 0, 1]]), np.array([[0, 1, 0], [0, 1, 1]])),
+        ("a 12 x 5 image with one thick, shifted membrane", tall_p, tall_t),
+        ("a batch of 3 random 8 x 8 masks (N x H x W)", batch_p, batch_t),
+        ("a perfect prediction", batch_t[0].copy(), batch_t[0].copy()),
+    ]
+
+
+def _describe(pred: np.ndarray, target: np.ndarray) -> str:
+    return f"pred and target: shape {pred.shape}, {pred.dtype}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _scalar(value, name: str, where: str) -> float:
+    """``value`` as a float, or an ``AssertionError`` that says why it is not one number."""
+    if value is None:
+        raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
+    if hasattr(value, "detach"):                        # a torch tensor, maybe on a GPU
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise AssertionError(f"{name} returned {type(value).__name__} {value!r:.60} on {where}; "
+                             "return one number (a float)")
+    if arr.size != 1:
+        raise AssertionError(f"{name} returned an array of shape {arr.shape} on {where}; return "
+                             "one number for the whole input: count over every pixel of every "
+                             "image, not per image or per row")
+    return float(arr.reshape(()))
+
+
+def _close(got: float, expected: float) -> bool:
+    if math.isnan(expected) or math.isnan(got):
+        return math.isnan(expected) and math.isnan(got)
+    return abs(got - expected) <= TOLERANCE * max(1.0, abs(expected))
+
+
+def _call(fn: Callable, name: str, pred: np.ndarray, target: np.ndarray, where: str) -> float:
+    p, t = pred.copy(), target.copy()                 # your function gets copies ...
+    try:
+        value = fn(p, t)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise "
+                             "NotImplementedError()` with your code") from None
+    except Exception as err:
+        raise AssertionError(f"{name}(pred, target) raised {type(err).__name__}: {err} on "
+                             f"{where} ({_describe(pred, target)})") from err
+    if not (np.array_equal(p, pred) and np.array_equal(t, target)):   # ... to catch this
+        raise AssertionError(f"{name} changed its input arrays on {where}; a metric must only "
+                             "read pred and target (work on a copy, e.g. pred == 1)")
+    return _scalar(value, name, where)
+
+
+def _check_callable(fn, name: str) -> None:
+    if not callable(fn):
+        raise AssertionError(f"pass your function itself, e.g. check_{name}({name}), not "
+                             f"{type(fn).__name__} {fn!r:.40}")
+
+
+def _passed(name: str, n: int, points: float | None) -> None:
+    points = POINTS[name] if points is None else points
+    print(f"{name}: all {n} checks passed - {points:g} point{'s' if points != 1 else ''}")
+
+
+def _check_metric(fn: Callable, name: str, reference: Callable, hint: str,
+                  mistakes: Callable, points: float | None) -> None:
+    _check_callable(fn, name)
+    cases = _cases()
+    for where, pred, target in cases:
+        where = f"'{where}'"
+        expected = float(reference(pred, target))
+        got = _call(fn, name, pred, target, where)
+        if _close(got, expected):
+            continue
+        diagnosis = next((why for value, why in mistakes(pred, target)
+                          if _close(got, float(value))), hint)
+        off = "" if math.isnan(got) or math.isnan(expected) else f" (off by {abs(got - expected):.6g})"
+        raise AssertionError(f"{name}(pred, target) is wrong on {where} ({_describe(pred, target)}): "
+                             f"expected {expected:.6g}, got {got:.6g}{off}.\nHint: {diagnosis}")
+    _passed(name, len(cases), points)
+
+
+def _counts(pred, target, cls=1):
+    p, t = pred == cls, target == cls
+    return int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+
+
+# --------------------------------------------------------------------------- the checks
+
+def check_pixel_accuracy(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(pred, target) -> float``, the fraction of pixels predicted correctly.
+
+    Example:
+        >>> check_pixel_accuracy(lambda pred, target: (pred == target).sum())
+        Traceback (most recent call last):
+        ...
+        AssertionError: pixel_accuracy(pred, target) is wrong on 'a 2 x 3 example' (pred and target: shape (2, 3), int64): expected 0.666667, got 4 (off by 3.33333).
+        Hint: you returned the number of correct pixels; divide by the number of pixels (pred.size)
+    """
+    def mistakes(pred, target):
+        correct = (pred == target).sum()
+        return [(correct, "you returned the number of correct pixels; divide by the number of "
+                          "pixels (pred.size)"),
+                (1 - correct / pred.size, "that is the pixel *error*, 1 - accuracy"),
+                ((pred == target).mean(axis=-1).sum(), "average over every pixel at once")]
+
+    _check_metric(fn, "pixel_accuracy", metrics.pixel_accuracy,
+                  "accuracy = (number of pixels where pred == target) / (number of pixels)",
+                  mistakes, points)
+
+
+def check_dice(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(pred, target) -> float``, the Dice coefficient of class 1 (membrane).
+
+    Example:
+        >>> import numpy as np
+        >>> def dice(pred, target):
+        ...     tp = np.sum((pred == 1) & (target == 1))
+        ...     return 2 * tp / (np.sum(pred == 1) + np.sum(target == 1))
+        >>> check_dice(dice)
+        dice: all 4 checks passed - 3 points
+    """
+    def mistakes(pred, target):
+        tp, fp, fn_ = _counts(pred, target)
+        return [(metrics.dice(pred, target, cls=0), "that is the Dice of class 0 (cell interior); "
+                 "membrane is class 1"),
+                (metrics.iou(pred, target), "that is the IoU, TP / (TP + FP + FN); Dice counts "
+                 "the overlap twice: 2 TP / (2 TP + FP + FN)"),
+                (tp / max(tp + fp, 1), "that is the precision TP / (TP + FP); Dice also counts "
+                 "the missed membrane pixels (FN)"),
+                (tp / max(tp + fn_, 1), "that is the recall TP / (TP + FN); Dice also counts the "
+                 "false alarms (FP)"),
+                (metrics.pixel_accuracy(pred, target), "that is the pixel accuracy; Dice looks at "
+                 "class 1 only")]
+
+    _check_metric(fn, "dice", metrics.dice,
+                  "Dice = 2 TP / (2 TP + FP + FN) with TP = (pred == 1) & (target == 1), "
+                  "FP = (pred == 1) & (target == 0), FN = (pred == 0) & (target == 1)",
+                  mistakes, points)
+
+
+def check_iou(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(pred, target) -> float``, the intersection over union of class 1.
+
+    Example:
+        >>> import numpy as np
+        >>> check_iou(lambda p, t: np.sum((p == 1) & (t == 1)) / np.sum((p == 1) | (t == 1)))
+        iou: all 4 checks passed - 2 points
+    """
+    def mistakes(pred, target):
+        return [(metrics.iou(pred, target, cls=0), "that is the IoU of class 0 (cell interior); "
+                 "membrane is class 1"),
+                (metrics.dice(pred, target), "that is the Dice; IoU = TP / (TP + FP + FN), the "
+                 "intersection divided by the union")]
+
+    _check_metric(fn, "iou", metrics.iou,
+                  "IoU = |pred == 1 and target == 1| / |pred == 1 or target == 1|",
+                  mistakes, points)
+
+
+def check_mean_iou(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(pred, target) -> float``, the IoU averaged over classes 0 and 1.
+
+    Example:
+        >>> check_mean_iou(lambda pred, target: 0.5)
+        Traceback (most recent call last):
+        ...
+        AssertionError: mean_iou(pred, target) is wrong on 'a 12 x 5 image with one thick, shifted membrane' (pred and target: shape (12, 5), int64): expected 0.607273, got 0.5 (off by 0.107273).
+        Hint: mean IoU = (IoU of class 0 + IoU of class 1) / 2, leaving out a class absent from both maps
+    """
+    def mistakes(pred, target):
+        return [(metrics.iou(pred, target), "that is the IoU of class 1 only; average it with "
+                 "the IoU of class 0"),
+                (metrics.mean_dice(pred, target), "that is the mean Dice; use IoU for each class")]
+
+    _check_metric(fn, "mean_iou", lambda p, t: metrics.mean_iou(p, t, num_classes=2),
+                  "mean IoU = (IoU of class 0 + IoU of class 1) / 2, leaving out a class absent "
+                  "from both maps", mistakes, points)
+
+
+def check_baseline(accuracy, dice_value, masks, points: float | None = None) -> None:
+    """Check the accuracy and the Dice of the predictor that calls every pixel of ``masks``
+    cell interior (class 0).
+
+    Example:
+        >>> masks = np.array([[0, 0, 0, 1]])
+        >>> check_baseline(0.75, 0.0, masks)
+        baseline: all 2 checks passed - 1 point
+        >>> check_baseline(0.25, 0.0, masks)
+        Traceback (most recent call last):
+        ...
+        AssertionError: baseline_accuracy is wrong: expected 0.75, got 0.25 (off by 0.5).
+        Hint: that is the fraction of membrane pixels; the all-interior predictor is right on every interior pixel
+    """
+    masks = np.asarray(masks)
+    pred = np.zeros_like(masks)
+    membrane = float((masks == 1).mean())
+    for name, value, expected, mistakes in [
+        ("baseline_accuracy", accuracy, metrics.pixel_accuracy(pred, masks),
+         [(membrane, "that is the fraction of membrane pixels; the all-interior predictor is "
+                     "right on every interior pixel")]),
+        ("baseline_dice", dice_value, metrics.dice(pred, masks),
+         [(1.0, "the predictor finds no membrane pixel at all, so TP = 0"),
+          (1 - membrane, "that is the accuracy; Dice of class 1 counts membrane pixels only")]),
+    ]:
+        got = _scalar(value, name, "the demo masks")
+        if not _close(got, expected):
+            hint = next((why for v, why in mistakes if _close(got, v)),
+                        "build the prediction np.zeros_like(masks) and use your functions")
+            raise AssertionError(f"{name} is wrong: expected {expected:.6g}, got {got:.6g} "
+                                 f"(off by {abs(got - expected):.6g}).\nHint: {hint}")
+    _passed("baseline", 2, points)
