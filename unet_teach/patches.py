@@ -1,0 +1,261 @@
+"""Segmentation by classifying the patch around each pixel (Ciresan et al., 2012).
+
+The idea in three steps:
+
+1. for a pixel, cut out the odd-sized ``window x window`` patch centred on it (mirroring the
+   image at its borders, so every pixel has a full patch);
+2. a small CNN (conv-pool stacks, then fully connected layers) classifies the patch; its
+   answer is the label of the *centre* pixel;
+3. slide the window over every pixel to segment the whole image.
+
+Mirroring follows numpy's ``reflect`` mode (= torch's reflect padding): the edge pixel is
+not repeated, so row -1 is row 1, row -2 is row 2.
+
+A :class:`PatchClassifier` returns ``N x K x 1 x 1`` scores - a 1 x 1 "segmentation" of the
+centre pixel - so :func:`unet_teach.train.fit` trains it unchanged on the
+``(patches, labels)`` of :func:`patch_dataset`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from torch import nn
+from torch.utils.data import TensorDataset
+
+
+def _check_window(window: int) -> int:
+    if not (isinstance(window, (int, np.integer)) and window >= 1 and window % 2 == 1):
+        raise ValueError(f"window must be a positive odd integer (the patch is centred on a "
+                         f"pixel), got {window!r}")
+    return int(window)
+
+
+def mirror_pad(image: np.ndarray, radius: int) -> np.ndarray:
+    """Pad an ``H x W`` image by ``radius`` pixels on every side by mirroring (numpy
+    ``reflect``: the edge pixel is not repeated).
+
+    Example:
+        >>> mirror_pad(np.array([[1, 2, 3], [4, 5, 6]]), 1)
+        array([[5, 4, 5, 6, 5],
+               [2, 1, 2, 3, 2],
+               [5, 4, 5, 6, 5],
+               [2, 1, 2, 3, 2]])
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"expected one H x W image, got shape {image.shape}")
+    if radius >= min(image.shape):
+        raise ValueError(f"a mirror of {radius} px needs an image larger than {radius} px a "
+                         f"side, got {image.shape}; use a smaller window")
+    return np.pad(image, radius, mode="reflect")
+
+
+def extract_patches(image: np.ndarray, window: int, rows=None, cols=None) -> np.ndarray:
+    """The ``window x window`` patch centred on each pixel, borders mirrored.
+
+    Args:
+        image: ``H x W`` array.
+        window: odd patch size.
+        rows, cols: pixel coordinates (equal-length integer arrays); default: every pixel,
+            in row-major order.
+
+    Returns:
+        ``P x window x window`` array (``P = H*W`` by default), same dtype as ``image``.
+        ``patches[p, window // 2, window // 2]`` is the pixel ``(rows[p], cols[p])``.
+
+    Example:
+        >>> img = np.arange(16.0).reshape(4, 4)
+        >>> extract_patches(img, 3).shape
+        (16, 3, 3)
+        >>> extract_patches(img, 3, rows=[0], cols=[0])[0]
+        array([[5., 4., 5.],
+               [1., 0., 1.],
+               [5., 4., 5.]])
+    """
+    window = _check_window(window)
+    image = np.asarray(image)
+    padded = mirror_pad(image, window // 2)
+    # A view of every window (no copy): windows[i, j] is the patch centred on pixel (i, j).
+    windows = sliding_window_view(padded, (window, window))          # H x W x w x w
+    if rows is None and cols is None:
+        return windows.reshape(-1, window, window).copy()
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    if rows.shape != cols.shape:
+        raise ValueError(f"rows and cols must have the same length, got {rows.shape} and {cols.shape}")
+    h, w = image.shape
+    if rows.size and (rows.min() < 0 or cols.min() < 0 or rows.max() >= h or cols.max() >= w):
+        raise ValueError(f"pixel coordinates must lie inside the {h} x {w} image")
+    return windows[rows, cols].copy()
+
+
+def patch_dataset(images: np.ndarray, masks: np.ndarray, window: int, n: int,
+                  seed: int = 0, balanced: bool = False) -> TensorDataset:
+    """Sample ``n`` labelled patches for training a patch classifier.
+
+    Every pixel of every image is a candidate: ``N`` images of ``H x W`` offer ``N*H*W``
+    labelled windows. With ``balanced=True`` half the samples are membrane (class 1) pixels,
+    as Ciresan et al. did to counter the class imbalance.
+
+    Returns:
+        A ``TensorDataset`` of ``(patches n x 1 x window x window float32,
+        labels n x 1 x 1 int64)``.
+
+    Example:
+        >>> from unet_teach.data import synthetic_membranes
+        >>> images, masks = synthetic_membranes(2, 32)
+        >>> x, y = patch_dataset(images, masks, window=9, n=100)[:]
+        >>> tuple(x.shape), tuple(y.shape)
+        ((100, 1, 9, 9), (100, 1, 1))
+    """
+    images, masks = np.asarray(images), np.asarray(masks)
+    if images.ndim != 3 or images.shape != masks.shape:
+        raise ValueError(f"images and masks must both be N x H x W, got {images.shape} and {masks.shape}")
+    rng = np.random.default_rng(seed)
+    if balanced:
+        picks = []
+        for cls, count in ((1, n // 2), (0, n - n // 2)):
+            idx = np.flatnonzero(masks.ravel() == cls)
+            if idx.size == 0:
+                raise ValueError(f"no pixel of class {cls} to sample from")
+            picks.append(rng.choice(idx, count, replace=idx.size < count))
+        flat = rng.permutation(np.concatenate(picks))
+    else:
+        flat = rng.integers(0, masks.size, n)
+    k, rows, cols = np.unravel_index(flat, masks.shape)
+    patches = np.empty((n, window, window), dtype=np.float32)
+    for i in np.unique(k):                      # one image at a time: one mirror-pad each
+        sel = k == i
+        patches[sel] = extract_patches(images[i], window, rows[sel], cols[sel])
+    labels = masks[k, rows, cols]
+    return TensorDataset(torch.from_numpy(patches)[:, None],
+                         torch.from_numpy(labels.astype(np.int64))[:, None, None])
+
+
+class PatchClassifier(nn.Module):
+    """A Ciresan-style patch classifier: conv -> ReLU -> 2x2 max-pool stages, then fully
+    connected layers; it labels the centre pixel of a ``window x window`` patch.
+
+    Args:
+        window: odd patch size the net is built for.
+        convs: ``(kernel, channels)`` of each conv-pool stage.
+        fc: widths of the hidden fully connected layers.
+        num_classes: outputs of the last layer.
+        in_channels: image channels.
+
+    Shapes: ``N x in_channels x window x window -> N x num_classes x 1 x 1``.
+
+    Example:
+        >>> net = PatchClassifier(window=25, convs=((4, 16), (4, 32)), fc=(64,))
+        >>> net(torch.zeros(8, 1, 25, 25)).shape
+        torch.Size([8, 2, 1, 1])
+        >>> net.feature_size       # 25 -conv4-> 22 -pool-> 11 -conv4-> 8 -pool-> 4
+        4
+    """
+
+    def __init__(self, window: int = 95, convs=((4, 48), (5, 48), (4, 48), (4, 48)),
+                 fc=(200,), num_classes: int = 2, in_channels: int = 1):
+        super().__init__()
+        self.window = _check_window(window)
+        self.in_channels, self.num_classes = in_channels, num_classes
+        layers: list[nn.Module] = []
+        size, ch = window, in_channels
+        for kernel, out in convs:
+            if size - kernel + 1 < 2:
+                raise ValueError(f"window {window} is too small for these stages: a {kernel}x{kernel} "
+                                 f"conv meets a {size}x{size} map; use a larger window or fewer stages")
+            layers += [nn.Conv2d(ch, out, kernel), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            size, ch = (size - kernel + 1) // 2, out
+        self.features = nn.Sequential(*layers)
+        self.feature_size, self.feature_channels = size, ch
+        dims = [ch * size * size, *fc]
+        head: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            head += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        head.append(nn.Linear(dims[-1], num_classes))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.window, self.window):
+            raise ValueError(f"expected N x {self.in_channels} x {self.window} x {self.window} "
+                             f"patches, got {tuple(x.shape)}; cut them with extract_patches")
+        x = self.features(x)                   # N x C x s x s
+        return self.classifier(x)[:, :, None, None]   # N x K x 1 x 1
+
+
+PATCH_PRESETS = {
+    # Ciresan et al.'s N4: a 95 px window, four conv-pool stages of 48 maps, fc 200.
+    "n4": dict(window=95, convs=((4, 48), (5, 48), (4, 48), (4, 48)), fc=(200,)),
+    # Smaller windows for CPU budgets (same design, fewer/narrower stages).
+    "w65": dict(window=65, convs=((4, 32), (5, 32), (4, 32)), fc=(128,)),
+    "w33": dict(window=33, convs=((4, 24), (4, 32)), fc=(96,)),
+    "w17": dict(window=17, convs=((4, 16), (3, 32)), fc=(64,)),
+}
+
+
+def patch_preset(name: str, **overrides) -> PatchClassifier:
+    """A named patch classifier: ``"n4"`` (95 px, Ciresan's N4), ``"w65"``, ``"w33"``, ``"w17"``.
+
+    Example:
+        >>> patch_preset("n4").feature_size        # 95 -> 92 -> 46 -> 42 -> 21 -> 18 -> 9 -> 6 -> 3
+        3
+    """
+    if name not in PATCH_PRESETS:
+        raise ValueError(f"unknown patch preset {name!r}; choose one of {sorted(PATCH_PRESETS)}")
+    return PatchClassifier(**{**PATCH_PRESETS[name], **overrides})
+
+
+@torch.no_grad()
+def sliding_window_scores(model: PatchClassifier, image: np.ndarray, rows=None, cols=None,
+                          batch_size: int = 512, device=None) -> np.ndarray:
+    """Class probabilities of the given pixels (default: all), one patch per pixel.
+
+    This is the slow, literal method: every pixel's patch goes through the whole network on
+    its own, although neighbouring patches overlap almost entirely.
+
+    Returns:
+        ``P x K`` float32 probabilities (softmax), in the order of ``rows, cols`` (or
+        row-major over the image).
+
+    Example:
+        >>> net = PatchClassifier(window=9, convs=((3, 4),), fc=(8,))
+        >>> sliding_window_scores(net, np.zeros((6, 6), np.float32)).shape
+        (36, 2)
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"expected one H x W image, got shape {image.shape}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if rows is None:
+        rows, cols = np.divmod(np.arange(image.size), image.shape[1])
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    was_training = model.training
+    model.eval()
+    out = np.empty((len(rows), model.num_classes), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        sl = slice(start, start + batch_size)
+        patches = extract_patches(image, model.window, rows[sl], cols[sl])   # B x w x w
+        x = torch.from_numpy(patches)[:, None].to(device)                     # B x 1 x w x w
+        out[sl] = model(x)[:, :, 0, 0].softmax(dim=1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def sliding_window_segment(model: PatchClassifier, image: np.ndarray, batch_size: int = 512,
+                           device=None) -> tuple[np.ndarray, np.ndarray]:
+    """Segment a whole ``H x W`` image by classifying the patch around every pixel.
+
+    Returns:
+        ``(labels H x W int64, probabilities K x H x W float32)``.
+
+    Example:
+        >>> net = PatchClassifier(window=9, convs=((3, 4),), fc=(8,))
+        >>> labels, probs = sliding_window_segment(net, np.zeros((6, 5), np.float32))
+        >>> labels.shape, probs.shape
+        ((6, 5), (2, 6, 5))
+    """
+    image = np.asarray(image, dtype=np.float32)
+    probs = sliding_window_scores(model, image, batch_size=batch_size, device=device)  # HW x K
+    probs = probs.T.reshape(-1, *image.shape)                                         # K x H x W
+    return probs.argmax(axis=0).astype(np.int64), probs
