@@ -1,4 +1,4 @@
-"""Instant feedback for the exercises: call a check right after you answer a question.
+"""Checks for exercise 1 (pixel metrics): call one right after you answer a question.
 
 Each check runs your function on a few fixed inputs and compares it with the reference in
 :mod:`unet_teach.metrics`. When everything matches it prints one line with the points the
@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import metrics
+from .. import metrics
 
 TOLERANCE = 1e-6
 POINTS = {"pixel_accuracy": 2, "dice": 3, "iou": 2, "mean_iou": 2, "baseline": 1}
