@@ -1,7 +1,12 @@
 """Inference: run a trained net over whole images and turn its scores into labels.
 
-(The overlap-tile strategy of the U-Net paper, for images larger than memory or of sizes the
-net cannot take, joins this module in the U-Net chapter.)
+Two ways to run a net:
+
+* :func:`predict` - a stack of whole images, each in one forward pass (the images must be a
+  size the net takes);
+* :func:`predict_tiled` - the U-Net paper's overlap-tile strategy: one image of any size,
+  cut into tiles that each carry the context their outputs need, borders filled by
+  mirroring; for images larger than memory, or sizes the net cannot take.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .models import nearest_valid_sizes, output_size
 from .train import scores_to_labels
 
 
@@ -49,3 +55,157 @@ def predict(model: nn.Module, images, batch_size: int = 8,
         probs.append((torch.sigmoid(out) if out.shape[1] == 1 else out.softmax(dim=1)).cpu())
     model.train(was_training)
     return torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+# ----------------------------------------------------------------------------- overlap-tile
+
+def _valid_overlaps(out: int, align: int) -> list[int]:
+    return list(range(out % align, out, align))
+
+
+def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict[str, int]:
+    """How :func:`predict_tiled` cuts an image for ``model`` and an input ``tile`` size.
+
+    Returns a dict of side lengths in pixels:
+
+    * ``tile``    - input tile;
+    * ``out``     - output of one tile (``tile`` for same padding, ``tile - 184`` for the
+      paper's valid net);
+    * ``context`` - input pixels a valid net eats on each side (``(tile - out) // 2``);
+    * ``overlap`` - output pixels two neighbouring tiles both compute (the one nearer its
+      own centre is kept);
+    * ``step``    - distance between tiles = output pixels kept from each tile;
+    * ``pad``     - mirror padding added before the image's first row/column (the
+      context, so that the first output is the image's first pixel).
+
+    ``step`` must be a multiple of ``2**depth``: max-pooling groups pixels in fixed pairs,
+    and only a shift by a multiple of ``2**depth`` keeps every pooling window of a tile
+    aligned with the whole image's. The default ``overlap`` is the smallest that allows it.
+
+    Example:
+        >>> from unet_teach.models import preset
+        >>> tile_layout(preset("paper"), 572)
+        {'tile': 572, 'out': 388, 'context': 92, 'overlap': 4, 'step': 384, 'pad': 92}
+    """
+    depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
+    if depth is None or padding is None:
+        raise TypeError(f"expected a UNet (with .depth and .padding), got {type(model).__name__}")
+    out = output_size(tile, depth, padding) if isinstance(tile, (int, np.integer)) and tile > 0 else None
+    if out is None:
+        below, above = nearest_valid_sizes(max(int(tile), 1), depth, padding)
+        near = f"{below} or {above}" if below else f"{above} (the smallest)"
+        raise ValueError(f"tile={tile!r} cannot pass through this depth-{depth} U-Net with "
+                         f"{padding} padding; the nearest valid tile sizes are {near} "
+                         "(all of them: unet_teach.models.valid_sizes)")
+    align = 2 ** depth
+    if out < align:
+        bigger = next(t for t in range(tile + 1, tile + 64 * align)
+                      if (output_size(t, depth, padding) or 0) >= align)
+        raise ValueError(f"tile={tile} gives only {out} output px per tile, fewer than "
+                         f"2**depth = {align}, so tiles cannot be placed on the pooling grid; "
+                         f"use a tile of at least {bigger}")
+    if overlap is None:
+        overlap = out % align
+    valid = _valid_overlaps(out, align)
+    if overlap not in valid:
+        shown = ", ".join(map(str, valid[:6])) + (", ..." if len(valid) > 6 else "")
+        raise ValueError(f"overlap={overlap!r} with tile {tile} (output {out} px): tiles would "
+                         f"be {out - overlap} px apart, which is not a multiple of 2**depth = "
+                         f"{align}, so their pooling windows would not line up with the whole "
+                         f"image's; use one of {shown}")
+    context = (tile - out) // 2
+    return dict(tile=int(tile), out=out, context=context, overlap=overlap, step=out - overlap,
+                pad=context)
+
+
+@torch.no_grad()
+def predict_tiled(model: nn.Module, image, tile: int | None = None, overlap: int | None = None,
+                  batch_size: int = 4, device: str | torch.device | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Segment one image of any size with the overlap-tile strategy.
+
+    The image is mirror-padded (numpy ``reflect``), cut into ``tile x tile`` input tiles
+    ``step`` pixels apart, and every tile keeps the ``step x step`` part of its output that
+    is nearest its centre (see :func:`tile_layout`). For a valid-padding net each output
+    pixel then sees exactly the input it would see in one whole-image pass over the same
+    mirrored image, so the result is the same (up to float rounding). A same-padding net
+    zero-pads every tile, so pixels near a tile's border differ from a whole-image pass
+    (seams); a larger ``overlap`` discards more of those pixels.
+
+    Args:
+        model: a :class:`~unet_teach.models.UNet` (any padding).
+        image: ``H x W`` or ``C x H x W`` floats in [0, 1] (numpy or torch).
+        tile: input tile side; must be a size the net takes. ``None``: one tile covering
+            the whole image (the smallest valid one).
+        overlap: output pixels neighbouring tiles share; default the smallest allowed.
+        batch_size: tiles per forward pass.
+        device: where to run; default: where the model's weights are.
+
+    Returns:
+        ``(labels H x W int64, probabilities K x H x W float32)`` (softmax over classes, or
+        the sigmoid for a single map).
+
+    Example:
+        >>> from unet_teach.models import UNet
+        >>> net = UNet(1, 2, depth=2, base_width=4, padding="valid")
+        >>> labels, probs = predict_tiled(net, np.zeros((50, 37), np.float32), tile=60)
+        >>> labels.shape, probs.shape
+        ((50, 37), (2, 50, 37))
+    """
+    x = torch.as_tensor(image) if not isinstance(image, torch.Tensor) else image
+    x = x.detach().cpu().numpy()
+    if x.ndim == 2:
+        x = x[None]                                               # 1 x H x W
+    if x.ndim != 3:
+        raise ValueError(f"expected one H x W or C x H x W image, got shape {x.shape}; "
+                         "for a stack, call predict_tiled once per image")
+    h, w = x.shape[-2:]
+    if tile is None:                                              # one tile for it all
+        tile = _smallest_valid(model, max(h, w))
+        while tile_layout(model, tile, overlap)["step"] < max(h, w):
+            tile = _smallest_valid(model, tile + 1)
+    lay = tile_layout(model, tile, overlap)
+    out, step, pad, lo = lay["out"], lay["step"], lay["pad"], lay["overlap"] // 2
+    # Tile i starts at padded row i*step and gives image rows i*step ... i*step + out - 1;
+    # it keeps those nearer its centre than its neighbours' (the first and last tiles keep
+    # their outer edges too). Tiles start at multiples of step, so of 2**depth: every
+    # pooling window lines up with the whole-image pass over the image padded by `pad`.
+    ny, nx = (max(1, -(-(n - out) // step) + 1) for n in (h, w))  # tiles down, across
+    bottom, right = ((k - 1) * step + tile - n - pad for k, n in ((ny, h), (nx, w)))
+    padded = np.pad(x, ((0, 0), (pad, max(bottom, 0)), (pad, max(right, 0))),
+                    mode="reflect")                                       # C x H_p x W_p
+
+    def kept(i: int, n: int) -> slice:                 # output rows tile i of n keeps
+        return slice(0 if i == 0 else lo, out if i == n - 1 else lo + step)
+
+    param = next(model.parameters())
+    device = torch.device(device) if device is not None else param.device
+    was_training = model.training
+    model.eval()
+    probs = None
+    grid = [(i, j) for i in range(ny) for j in range(nx)]
+    for start in range(0, len(grid), batch_size):
+        batch = grid[start:start + batch_size]
+        tiles = np.stack([padded[:, i * step:i * step + tile, j * step:j * step + tile]
+                          for i, j in batch])                             # B x C x T x T
+        scores = model(torch.as_tensor(tiles, dtype=param.dtype, device=device))  # B x K x O x O
+        p = torch.sigmoid(scores) if scores.shape[1] == 1 else scores.softmax(dim=1)
+        p = p.float().cpu().numpy()
+        if probs is None:
+            probs = np.empty((p.shape[1], (ny - 1) * step + out, (nx - 1) * step + out),
+                             dtype=np.float32)
+        for (i, j), pi in zip(batch, p):
+            rows, cols = kept(i, ny), kept(j, nx)
+            probs[:, i * step + rows.start:i * step + rows.stop,
+                  j * step + cols.start:j * step + cols.stop] = pi[:, rows, cols]
+    model.train(was_training)
+    probs = probs[:, :h, :w]                                       # K x H x W
+    labels = (probs[0] > 0.5) if probs.shape[0] == 1 else probs.argmax(axis=0)
+    return labels.astype(np.int64), probs
+
+
+def _smallest_valid(model: nn.Module, at_least: int = 1) -> int:
+    """The smallest input side ``>= at_least`` the net takes."""
+    if output_size(at_least, model.depth, model.padding) is not None:
+        return at_least
+    return nearest_valid_sizes(at_least, model.depth, model.padding)[1]

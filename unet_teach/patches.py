@@ -18,9 +18,12 @@ centre pixel - so :func:`unet_teach.train.fit` trains it unchanged on the
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage as ndi
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -50,6 +53,18 @@ def mirror_pad(image: np.ndarray, radius: int) -> np.ndarray:
         raise ValueError(f"a mirror of {radius} px needs an image larger than {radius} px a "
                          f"side, got {image.shape}; use a smaller window")
     return np.pad(image, radius, mode="reflect")
+
+
+def extract_patch(image: np.ndarray, row: int, col: int, window: int) -> np.ndarray:
+    """The ``window x window`` patch centred on pixel ``(row, col)``, borders mirrored.
+
+    Example:
+        >>> extract_patch(np.arange(9).reshape(3, 3), 0, 2, 3)   # top-right corner
+        array([[4, 5, 4],
+               [1, 2, 1],
+               [4, 5, 4]])
+    """
+    return extract_patches(image, window, rows=[row], cols=[col])[0]
 
 
 def extract_patches(image: np.ndarray, window: int, rows=None, cols=None) -> np.ndarray:
@@ -259,3 +274,114 @@ def sliding_window_segment(model: PatchClassifier, image: np.ndarray, batch_size
     probs = sliding_window_scores(model, image, batch_size=batch_size, device=device)  # HW x K
     probs = probs.T.reshape(-1, *image.shape)                                         # K x H x W
     return probs.argmax(axis=0).astype(np.int64), probs
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def sample_pixels(shape: tuple[int, int], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` distinct pixel coordinates drawn uniformly from an ``H x W`` image.
+
+    Returns:
+        ``(rows, cols)``, two int arrays of length ``min(n, H*W)``.
+
+    Example:
+        >>> rows, cols = sample_pixels((4, 5), 6, seed=0)
+        >>> len(rows), bool(rows.max() < 4 and cols.max() < 5)
+        (6, True)
+    """
+    h, w = shape
+    flat = np.random.default_rng(seed).choice(h * w, size=min(n, h * w), replace=False)
+    return np.divmod(flat, w)
+
+
+def time_sliding_window(model: PatchClassifier, image: np.ndarray, n_pixels: int | None = None,
+                        seed: int = 0, batch_size: int = 512, device=None) -> dict[str, float]:
+    """Time sliding-window segmentation of ``image``: all pixels, or a random sample of
+    ``n_pixels`` extrapolated to the whole image (the cost per pixel does not depend on
+    where the pixel is).
+
+    Returns:
+        ``{"pixels_timed", "seconds_timed", "pixels_per_second", "seconds_per_image",
+        "extrapolated"}`` (``extrapolated`` is 1.0 when only a sample was timed).
+
+    Example:
+        >>> net = PatchClassifier(window=9, convs=((3, 4),), fc=(8,))
+        >>> t = time_sliding_window(net, np.zeros((20, 20), np.float32), n_pixels=50)
+        >>> t["pixels_timed"], t["extrapolated"]
+        (50, 1.0)
+    """
+    image = np.asarray(image, dtype=np.float32)
+    total = image.size
+    if n_pixels is None or n_pixels >= total:
+        rows, cols = np.divmod(np.arange(total), image.shape[1])
+    else:
+        rows, cols = sample_pixels(image.shape, n_pixels, seed)
+    sliding_window_scores(model, image, rows[:batch_size], cols[:batch_size],
+                          batch_size=batch_size, device=device)            # warm-up
+    if device is not None and torch.device(device).type == "cuda" or (
+            device is None and next(model.parameters()).is_cuda):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    sliding_window_scores(model, image, rows, cols, batch_size=batch_size, device=device)
+    seconds = time.perf_counter() - start      # the scores come back to the CPU: synchronised
+    per_pixel = seconds / len(rows)
+    return {"pixels_timed": len(rows), "seconds_timed": seconds,
+            "pixels_per_second": 1.0 / per_pixel, "seconds_per_image": per_pixel * total,
+            "extrapolated": float(len(rows) < total)}
+
+
+def window_overlap(window: int, dy: int, dx: int = 0) -> float:
+    """Fraction of a ``window x window`` patch shared with the patch whose centre is
+    ``(dy, dx)`` pixels away: ``(w - |dy|) (w - |dx|) / w^2`` (0 when they do not meet).
+    For horizontal neighbours (``dy=1``) it is ``(w - 1) / w``.
+
+    Example:
+        >>> window_overlap(65, 1)                    # neighbours share 64 of 65 columns
+        0.9846153846153847
+        >>> window_overlap(5, 5), window_overlap(5, 2, 2)
+        (0.0, 0.36)
+    """
+    window = _check_window(window)
+    shared = max(window - abs(dy), 0) * max(window - abs(dx), 0)
+    return shared / window ** 2
+
+
+def distance_to_boundary(mask: np.ndarray) -> np.ndarray:
+    """For every pixel of a label map, the Euclidean distance (in pixels) to the nearest
+    pixel of another class; pixels touching another class get 1.
+
+    Args:
+        mask: ``H x W`` or ``N x H x W`` class indices.
+
+    Returns:
+        float64 array of the same shape (``inf`` in an image holding a single class).
+
+    Example:
+        >>> distance_to_boundary(np.array([[0, 0, 0, 1, 1]]))
+        array([[3., 2., 1., 1., 2.]])
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        return np.stack([distance_to_boundary(m) for m in mask])
+    if mask.ndim != 2:
+        raise ValueError(f"expected an H x W or N x H x W label map, got shape {mask.shape}")
+    out = np.full(mask.shape, np.inf)
+    for cls in np.unique(mask):
+        inside = mask == cls
+        if inside.all():
+            continue
+        # the EDT gives, for each True pixel, the distance to the nearest False pixel
+        out[inside] = ndi.distance_transform_edt(inside)[inside]
+    return out
+
+
+def near_boundary(mask: np.ndarray, distance: float = 2) -> np.ndarray:
+    """True for pixels within ``distance`` px of a pixel of another class (on either side
+    of a membrane/interior boundary). Same shape as ``mask``, bool.
+
+    Example:
+        >>> near_boundary(np.array([[0, 0, 0, 1, 1]]), distance=1)
+        array([[False, False,  True,  True, False]])
+    """
+    return distance_to_boundary(mask) <= distance

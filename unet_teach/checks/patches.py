@@ -1,0 +1,221 @@
+"""Checks for exercise 2 (patches, their cost and their receptive field).
+
+Each check runs your function on a few fixed inputs and compares it with a reference built
+from :mod:`unet_teach.patches` and :mod:`unet_teach.cost`. On success it prints one line with
+the points; otherwise it raises ``AssertionError`` naming the input, the expected and the
+returned value, by how much they differ, and a hint. Images are small fixed float64 arrays,
+everything runs on the CPU.
+
+A conv/pool stack is written as a list of tuples: ``("conv", in_channels, out_channels,
+kernel)`` for a valid (unpadded) square convolution with stride 1, and ``("pool", k)`` for a
+``k x k`` max-pooling with stride ``k``.
+
+Example:
+    >>> from unet_teach.patches import extract_patch
+    >>> check_extract_patch(extract_patch)
+    extract_patch: all 5 checks passed - 3 points
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from torch import nn
+
+from .. import cost, patches
+
+POINTS = {"extract_patch": 3, "sliding_window_segment": 2, "stack_macs": 3, "redundancy": 2,
+          "receptive_field": 3}
+
+STACKS = {
+    "one 3x3 conv": [("conv", 1, 4, 3)],
+    "conv 3x3, pool 2, conv 3x3": [("conv", 1, 8, 3), ("pool", 2), ("conv", 8, 16, 3)],
+    "Ciresan's N4 (window 95)": [("conv", 1, 48, 4), ("pool", 2), ("conv", 48, 48, 5), ("pool", 2),
+                                 ("conv", 48, 48, 4), ("pool", 2), ("conv", 48, 48, 4), ("pool", 2)],
+    "two convs, pool 3": [("conv", 2, 4, 5), ("conv", 4, 4, 3), ("pool", 3)],
+}
+WINDOWS = {"one 3x3 conv": 9, "conv 3x3, pool 2, conv 3x3": 17, "Ciresan's N4 (window 95)": 95,
+           "two convs, pool 3": 23}
+
+
+def to_module(layers) -> nn.Sequential:
+    """The ``nn.Sequential`` a list of ``("conv", cin, cout, k)`` / ``("pool", k)`` describes.
+
+    Example:
+        >>> to_module([("conv", 1, 4, 3), ("pool", 2)])
+        Sequential(
+          (0): Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1))
+          (1): MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
+        )
+    """
+    mods = [nn.Conv2d(*spec[1:]) if spec[0] == "conv" else nn.MaxPool2d(spec[1]) for spec in layers]
+    return nn.Sequential(*mods)
+
+
+def _images() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2012)
+    return {"a 6 x 5 ramp": np.arange(30, dtype=np.float64).reshape(6, 5),
+            "a random 9 x 7 image": rng.random((9, 7))}
+
+
+def _passed(name: str, n: int, points: float | None) -> None:
+    points = POINTS[name] if points is None else points
+    print(f"{name}: all {n} checks passed - {points:g} point{'s' if points != 1 else ''}")
+
+
+def _call(fn: Callable, name: str, *args):
+    if not callable(fn):
+        raise AssertionError(f"pass your function itself, e.g. check_{name}({name})")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise "
+                             "NotImplementedError()` with your code") from None
+    except AssertionError:
+        raise
+    except Exception as err:
+        raise AssertionError(f"{name} raised {type(err).__name__}: {err}") from err
+
+
+def _number(value, name: str, where: str, expected: float, hint: str, rel: float = 1e-9) -> None:
+    if value is None:
+        raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
+    got = float(np.asarray(value).reshape(()))
+    if abs(got - expected) > rel * max(1.0, abs(expected)):
+        raise AssertionError(f"{name} is wrong on {where}: expected {expected:,.6g}, got "
+                             f"{got:,.6g} (off by {abs(got - expected):,.6g}).\nHint: {hint}")
+
+
+def check_extract_patch(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(image, row, col, window) -> window x window`` patch, borders mirrored.
+
+    Example:
+        >>> check_extract_patch(lambda image, row, col, window: image[:window, :window])
+        Traceback (most recent call last):
+        ...
+        AssertionError: extract_patch is wrong on 'a 6 x 5 ramp', pixel (0, 0), window 3: 9 of 9 values differ (largest difference 6).
+        Hint: pad by window // 2 with np.pad(image, r, mode='reflect'); the patch of (row, col) is padded[row:row + window, col:col + window]
+    """
+    cases = [(0, 0, 3), (5, 4, 5), (2, 2, 1), (3, 1, 7)]
+    n = 0
+    for where, image in _images().items():
+        for row, col, window in cases[:2] if where.startswith("a 6") else cases[1:]:
+            if window // 2 >= min(image.shape):
+                continue
+            n += 1
+            expected = patches.extract_patch(image, row, col, window)
+            got = _call(fn, "extract_patch", image.copy(), row, col, window)
+            place = f"'{where}', pixel ({row}, {col}), window {window}"
+            got = np.asarray(got)
+            if got.shape != expected.shape:
+                raise AssertionError(f"extract_patch returned shape {got.shape} on {place}; expected "
+                                     f"{expected.shape}.\nHint: the patch is window x window, centred on the pixel")
+            if not np.allclose(got, expected):
+                bad = ~np.isclose(got, expected)
+                edge = ("np.pad's 'symmetric' mode repeats the edge pixel; mirroring here uses 'reflect'"
+                        if np.allclose(got, np.pad(image, window // 2, mode="symmetric")[row:row + window, col:col + window])
+                        else "pad by window // 2 with np.pad(image, r, mode='reflect'); the patch of (row, col) "
+                             "is padded[row:row + window, col:col + window]")
+                raise AssertionError(f"extract_patch is wrong on {place}: {bad.sum()} of {bad.size} values "
+                                     f"differ (largest difference {np.abs(got - expected).max():g}).\nHint: {edge}")
+    _passed("extract_patch", n, points)
+
+
+def check_sliding_window_segment(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(classify, image, window) -> H x W`` labels, where ``classify`` maps a
+    ``P x window x window`` batch of patches to ``P`` labels.
+
+    Example:
+        >>> from unet_teach.patches import extract_patches
+        >>> check_sliding_window_segment(lambda classify, image, window:
+        ...     classify(extract_patches(image, window)).reshape(image.shape))
+        sliding_window_segment: all 2 checks passed - 2 points
+    """
+    # a 'classifier' that answers 1 when the patch is darker than its centre pixel on average
+    def classify(batch):
+        batch = np.asarray(batch)
+        c = batch.shape[-1] // 2
+        return (batch.mean(axis=(-2, -1)) < batch[:, c, c]).astype(np.int64)
+
+    n = 0
+    for where, image in _images().items():
+        n += 1
+        expected = classify(patches.extract_patches(image, 3)).reshape(image.shape)
+        got = np.asarray(_call(fn, "sliding_window_segment", classify, image.copy(), 3))
+        if got.shape != expected.shape:
+            raise AssertionError(f"sliding_window_segment returned shape {got.shape} on '{where}'; "
+                                 f"expected {expected.shape}.\nHint: one label per pixel, reshape to image.shape")
+        if not np.array_equal(got, expected):
+            raise AssertionError(f"sliding_window_segment is wrong on '{where}' (window 3): "
+                                 f"{int((got != expected).sum())} of {got.size} labels differ.\nHint: "
+                                 "give classify the mirrored patch of every pixel in row-major order")
+    _passed("sliding_window_segment", n, points)
+
+
+def check_stack_macs(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(layers, size) -> int``, the MACs of one ``size x size`` input through a
+    conv/pool stack (valid convolutions, bias and pooling not counted).
+
+    Example:
+        >>> check_stack_macs(lambda layers, size: 0)
+        Traceback (most recent call last):
+        ...
+        AssertionError: stack_macs is wrong on 'one 3x3 conv' with a 9 x 9 input: expected 1,764, got 0 (off by 1,764).
+        Hint: a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to s - k + 1, a k-pool maps s to s // k
+    """
+    for where, layers in STACKS.items():
+        size = WINDOWS[where]
+        expected = cost.count_macs(to_module(layers), (1, layers[0][1], size, size))
+        got = _call(fn, "stack_macs", list(layers), size)
+        _number(got, "stack_macs", f"'{where}' with a {size} x {size} input", expected,
+                "a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to "
+                "s - k + 1, a k-pool maps s to s // k")
+    _passed("stack_macs", len(STACKS), points)
+
+
+def check_redundancy(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(layers, window) -> float``: MACs of one window through the stack divided by
+    the MACs per position when each feature is computed once (``sum c_in * c_out * k * k``).
+
+    Example:
+        >>> check_redundancy(lambda layers, window: 1.0)
+        Traceback (most recent call last):
+        ...
+        AssertionError: redundancy is wrong on 'one 3x3 conv' with window 9: expected 49, got 1 (off by 48).
+        Hint: divide stack_macs(layers, window) by the once-per-position cost, the sum over convs of c_in * c_out * k * k
+    """
+    for where, layers in STACKS.items():
+        window = WINDOWS[where]
+        net = to_module(layers)
+        expected = cost.count_macs(net, (1, layers[0][1], window, window)) / cost.per_position_macs(net)
+        got = _call(fn, "redundancy", list(layers), window)
+        _number(got, "redundancy", f"'{where}' with window {window}", expected,
+                "divide stack_macs(layers, window) by the once-per-position cost, the sum over "
+                "convs of c_in * c_out * k * k", rel=1e-6)
+    _passed("redundancy", len(STACKS), points)
+
+
+def check_receptive_field(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(layers) -> (size, stride)`` of a conv/pool stack.
+
+    Example:
+        >>> check_receptive_field(lambda layers: (3, 1))
+        Traceback (most recent call last):
+        ...
+        AssertionError: receptive_field is wrong on 'conv 3x3, pool 2, conv 3x3': expected (8, 2), got (3, 1).
+        Hint: walk the layers keeping jump (start 1): size += (k - 1) * jump, then jump *= stride (1 for a conv, k for a k-pool)
+    """
+    for where, layers in STACKS.items():
+        expected = cost.receptive_field(to_module(layers))
+        got = _call(fn, "receptive_field", list(layers))
+        try:
+            got = tuple(int(v) for v in got)
+        except TypeError:
+            raise AssertionError(f"receptive_field returned {got!r} on '{where}'; return a tuple "
+                                 "(size, stride)") from None
+        if got != expected:
+            raise AssertionError(f"receptive_field is wrong on '{where}': expected {expected}, got {got}.\n"
+                                 "Hint: walk the layers keeping jump (start 1): size += (k - 1) * jump, "
+                                 "then jump *= stride (1 for a conv, k for a k-pool)")
+    _passed("receptive_field", len(STACKS), points)

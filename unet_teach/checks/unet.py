@@ -1,0 +1,317 @@
+"""Checks for exercise 3 (from patch classifier to U-Net): call one right after each answer.
+
+Every check builds the reference from :mod:`unet_teach.fcn`, :mod:`unet_teach.models` or
+:mod:`unet_teach.infer`, copies the *same weights* into your module (never relying on two
+seeded initialisations agreeing), runs both in float64 on the CPU and compares. On success it
+prints one line with the points; otherwise it raises ``AssertionError`` saying which input
+failed, what was expected, what came back, by how much, and a hint.
+
+Example:
+    >>> from unet_teach.models import valid_sizes
+    >>> check_valid_sizes(lambda lo, hi, depth: valid_sizes(lo, hi, depth))
+    valid_sizes: all 4 checks passed - 2 points
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import fcn as ref_fcn
+from .. import models
+from ..patches import PatchClassifier, mirror_pad
+
+TOLERANCE = 1e-8          # float64 on the CPU: the same sums in another order agree to ~1e-12
+POINTS = {"fully_convolutional": 3, "double_conv_down": 2, "crop_and_concat": 2, "unet": 4,
+          "valid_sizes": 2, "overlap_tile": 4}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _passed(name: str, n: int, points: float | None) -> None:
+    points = POINTS[name] if points is None else points
+    print(f"{name}: all {n} checks passed - {points:g} point{'s' if points != 1 else ''}")
+
+
+def _check_callable(fn, name: str) -> None:
+    if not callable(fn):
+        raise AssertionError(f"pass your function (or class) itself, e.g. check_{name}({name}), "
+                             f"not {type(fn).__name__} {fn!r:.40}")
+
+
+def _call(fn: Callable, name: str, where: str, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not implemented yet: replace `raise "
+                             "NotImplementedError()` with your code") from None
+    except AssertionError:
+        raise
+    except Exception as err:
+        raise AssertionError(f"{name} raised {type(err).__name__}: {err} on {where}") from err
+
+
+def _tensor(value, name: str, where: str) -> torch.Tensor:
+    if value is None:
+        raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(np.asarray(value))
+        except Exception:
+            raise AssertionError(f"{name} returned {type(value).__name__} on {where}; return a "
+                                 "torch tensor") from None
+    return value.detach().cpu().double()
+
+
+def _compare(got: torch.Tensor, expected: torch.Tensor, name: str, where: str, hint: str,
+             tolerance: float = TOLERANCE) -> None:
+    if tuple(got.shape) != tuple(expected.shape):
+        raise AssertionError(f"{name} gives the wrong shape on {where}: expected "
+                             f"{tuple(expected.shape)}, got {tuple(got.shape)}.\nHint: {hint}")
+    diff = (got - expected).abs().max().item() if got.numel() else 0.0
+    if not diff <= tolerance:
+        raise AssertionError(f"{name} gives wrong values on {where}: max abs difference "
+                             f"{diff:.3g} from the reference (tolerance {tolerance:g}).\nHint: {hint}")
+
+
+def _module(obj, name: str, where: str) -> nn.Module:
+    if not isinstance(obj, nn.Module):
+        raise AssertionError(f"{name} returned {type(obj).__name__} on {where}; return an "
+                             "nn.Module (e.g. nn.Sequential(...))")
+    return obj
+
+
+def _copy_weights(src: nn.Module, dst: nn.Module, name: str) -> None:
+    """Copy ``src``'s parameters into ``dst`` in creation order; shapes must agree."""
+    a, b = list(src.parameters()), list(dst.parameters())
+    shapes_a, shapes_b = [tuple(p.shape) for p in a], [tuple(p.shape) for p in b]
+    if shapes_a != shapes_b:
+        first = next((i for i, (x, y) in enumerate(zip(shapes_a, shapes_b)) if x != y),
+                     min(len(a), len(b)))
+        exp = shapes_a[first] if first < len(a) else "nothing"
+        got = shapes_b[first] if first < len(b) else "nothing"
+        raise AssertionError(
+            f"{name}'s parameters do not line up with the reference: {len(b)} tensors vs "
+            f"{len(a)} expected; tensor #{first} should have shape {exp}, got {got}.\nHint: "
+            "create the layers in the order the forward pass uses them, each Conv2d with a "
+            "bias, and no extra layers (reference parameter shapes: "
+            f"{shapes_a[:6]}{' ...' if len(a) > 6 else ''})")
+    with torch.no_grad():
+        for p, q in zip(a, b):
+            q.copy_(p)
+
+
+def _random_patch_net(seed: int, window: int, convs, fc) -> PatchClassifier:
+    torch.manual_seed(seed)
+    return PatchClassifier(window=window, convs=convs, fc=fc).double().eval()
+
+
+# --------------------------------------------------------------------------- Q1
+
+def check_fully_convolutional(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(patch_net) -> nn.Module``: the plain (not dense) fully convolutional version
+    of a :class:`~unet_teach.patches.PatchClassifier`, with its weights copied.
+
+    Expected: on an ``N x 1 x H x W`` input, output ``(i, j)`` is the patch net's scores on the
+    window whose top-left corner is ``(i * 2**stages, j * 2**stages)``; one patch gives
+    ``N x K x 1 x 1``.
+    """
+    name = "fully_convolutional"
+    _check_callable(fn, name)
+    cases = [("a 1-stage 9 px classifier", dict(window=9, convs=((3, 4),), fc=(8,)), 9, (20, 17)),
+             ("a 2-stage 17 px classifier", dict(window=17, convs=((4, 6), (3, 8)), fc=(12,)), 17, (41, 30)),
+             ("a 2-stage 25 px classifier with two hidden fc layers",
+              dict(window=25, convs=((4, 5), (4, 7)), fc=(10, 6)), 25, (57, 49))]
+    n = 0
+    for seed, (where, spec, window, (h, w)) in enumerate(cases):
+        net = _random_patch_net(seed, **spec)
+        before = copy.deepcopy(net.state_dict())
+        fcn = _module(_call(fn, name, where, net), name, where)
+        if any(not torch.equal(before[k], v) for k, v in net.state_dict().items()):
+            raise AssertionError(f"{name} changed the patch classifier's weights on {where}; "
+                                 "copy them (weight.data.copy_(...)) instead")
+        fcn = fcn.double().eval()
+        ref = ref_fcn.to_fully_convolutional(net, dense=False)
+        gen = torch.Generator().manual_seed(seed)
+        patch = torch.rand(2, 1, window, window, generator=gen, dtype=torch.float64)
+        with torch.no_grad():
+            got_patch = _tensor(_call(fcn, name, f"{where}, one {window} px patch", patch), name, where)
+            _compare(got_patch, net(patch), f"{name}(net)", f"{where}, a batch of two "
+                     f"{window} x {window} patches",
+                     "on one patch the converted net must give the patch net's N x K x 1 x 1 "
+                     "scores: the first Linear becomes a Conv2d whose kernel is the last feature "
+                     "map (net.feature_size), weight reshaped to (out, C, s, s); the other "
+                     "Linears become 1x1 convolutions")
+            n += 1
+            image = torch.rand(1, 1, h, w, generator=gen, dtype=torch.float64)
+            expected = ref(image)
+            got = _tensor(_call(fcn, name, f"{where}, a {h} x {w} image", image), name, where)
+            # pooling floors odd sizes: a net may compute a few extra positions at the end
+            got = got[..., :expected.shape[-2], :expected.shape[-1]]
+            _compare(got, expected, f"{name}(net)", f"{where}, a {h} x {w} image",
+                     "keep the features as they are (conv, ReLU, 2x2 max-pool with stride 2) and "
+                     "do not Flatten: each output position must be the patch net's answer on one "
+                     "window, stride 2**stages apart")
+            n += 1
+    _passed(name, n, points)
+
+
+# --------------------------------------------------------------------------- Q2
+
+def check_double_conv_down(double_conv: Callable, down: Callable, points: float | None = None) -> None:
+    """Check ``double_conv(in_ch, out_ch) -> nn.Module`` (two valid 3x3 convolutions with
+    bias, each followed by ReLU) and ``down() -> nn.Module`` (2x2 max-pooling)."""
+    name = "double_conv_down"
+    _check_callable(double_conv, "double_conv")
+    _check_callable(down, "down")
+    n = 0
+    for seed, (cin, cout, size) in enumerate([(1, 4, 12), (3, 8, 17), (5, 2, 9)]):
+        where = f"double_conv({cin}, {cout}) on a 2 x {cin} x {size} x {size} input"
+        mine = _module(_call(double_conv, "double_conv", where, cin, cout), "double_conv", where).double()
+        torch.manual_seed(seed)
+        ref = models.DoubleConv(cin, cout, padding="valid").double()
+        _copy_weights(ref, mine, "double_conv")
+        x = torch.randn(2, cin, size, size, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        with torch.no_grad():
+            _compare(_tensor(_call(mine, "double_conv", where, x), "double_conv", where), ref(x),
+                     "double_conv", where,
+                     "Conv2d(in, out, 3) -> ReLU -> Conv2d(out, out, 3) -> ReLU, no padding "
+                     f"(valid): each conv trims a pixel a side, {size} -> {size - 4}")
+        n += 1
+    for size in (8, 13):
+        where = f"down() on a 1 x 3 x {size} x {size} input"
+        mine = _module(_call(down, "down", where), "down", where)
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size),
+                        dtype=torch.float64)
+        _compare(_tensor(_call(mine, "down", where, x), "down", where), nn.MaxPool2d(2)(x), "down",
+                 where, "2x2 max-pooling with stride 2 (nn.MaxPool2d(2)); an odd size is floored")
+        n += 1
+    _passed(name, n, points)
+
+
+def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(skip, x) -> tensor``: crop the centre of ``skip`` (``N x C1 x H x W``) to
+    ``x``'s size (``N x C2 x h x w``) and concatenate ``[skip_cropped, x]`` along channels."""
+    name = "crop_and_concat"
+    _check_callable(fn, name)
+    gen = torch.Generator().manual_seed(3)
+    cases = [((1, 2, 8, 8), (1, 3, 4, 4)), ((2, 4, 64, 64), (2, 4, 56, 56)),
+             ((1, 1, 9, 12), (1, 2, 6, 7)), ((1, 3, 5, 5), (1, 1, 5, 5))]
+    for s, t in cases:
+        skip = torch.randn(*s, generator=gen, dtype=torch.float64)
+        x = torch.randn(*t, generator=gen, dtype=torch.float64)
+        where = f"skip {tuple(s)} and x {tuple(t)}"
+        expected = torch.cat([models.center_crop(skip, *t[-2:]), x], dim=1)
+        got = _tensor(_call(fn, name, where, skip.clone(), x.clone()), name, where)
+        hint = ("top = (H - h) // 2, left = (W - w) // 2, take skip[..., top:top + h, "
+                "left:left + w], then torch.cat([cropped_skip, x], dim=1) (skip first)")
+        swapped = torch.cat([x, models.center_crop(skip, *t[-2:])], dim=1)
+        if got.shape == expected.shape and torch.allclose(got, swapped) \
+                and not torch.allclose(got, expected):
+            hint = "you concatenated [x, skip]; the skip map comes first: [skip_cropped, x]"
+        _compare(got, expected, name, where, hint)
+    _passed(name, len(cases), points)
+
+
+# --------------------------------------------------------------------------- Q3
+
+def check_unet(cls: Callable, points: float | None = None) -> None:
+    """Check ``cls(in_channels, out_channels, depth, base_width)``: a valid-padding U-Net
+    (max-pool down, 2x2 transposed-conv up with bias, crop-and-concatenate, 1x1 head) whose
+    parameters, created in forward order, line up with :class:`~unet_teach.models.UNet`'s."""
+    name = "unet"
+    _check_callable(cls, name)
+    n = 0
+    for seed, (cin, cout, depth, width, size) in enumerate(
+            [(1, 2, 1, 4, 28), (1, 2, 2, 4, 60), (3, 3, 3, 2, 108)]):
+        where = f"{name}({cin}, {cout}, depth={depth}, base_width={width})"
+        mine = _module(_call(cls, name, where, cin, cout, depth, width), name, where).double().eval()
+        torch.manual_seed(seed)
+        ref = models.UNet(cin, cout, depth, width, padding="valid").double().eval()
+        expected_params = models.count_parameters(ref)
+        got_params = models.count_parameters(mine)
+        if got_params != expected_params:
+            raise AssertionError(
+                f"{where} has {got_params:,} parameters, expected {expected_params:,} (off by "
+                f"{got_params - expected_params:+,}).\nHint: level i has base_width * 2**i "
+                "channels; each decoder DoubleConv takes skip + up-sampled channels "
+                "(2 x its width); the ConvTranspose2d(2 x w, w, 2, stride=2) halves the channels")
+        _copy_weights(ref, mine, where)
+        x = torch.randn(1, cin, size, size, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)
+        with torch.no_grad():
+            expected = ref(x)
+            got = _tensor(_call(mine, name, f"{where} on a {size} px input", x), name, where)
+        _compare(got, expected, where, f"a 1 x {cin} x {size} x {size} input",
+                 f"the output side must be {expected.shape[-1]}: encoder DoubleConv + pool per "
+                 "level, bottleneck, then per level up-conv, crop the skip to the up-sampled "
+                 "size, concatenate [skip, up], DoubleConv; then the 1x1 head")
+        n += 2
+    _passed(name, n, points)
+
+
+# --------------------------------------------------------------------------- Q4
+
+def check_valid_sizes(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(lo, hi, depth) -> list[int]``: the input sides in ``[lo, hi]`` that a
+    depth-``depth`` valid-padding U-Net can take."""
+    name = "valid_sizes"
+    _check_callable(fn, name)
+    cases = [(540, 600, 4), (1, 80, 2), (100, 140, 1), (150, 200, 3)]
+    for lo, hi, depth in cases:
+        where = f"lo={lo}, hi={hi}, depth={depth}"
+        got = _call(fn, name, where, lo, hi, depth)
+        if got is None:
+            raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
+        got = [int(s) for s in got]
+        expected = models.valid_sizes(lo, hi, depth)
+        if got != expected:
+            extra = sorted(set(got) - set(expected))[:4]
+            missing = sorted(set(expected) - set(got))[:4]
+            hint = ("follow one side through the net: each level loses 4 px to two valid convs "
+                    "and then must be even (and >= 2) to pool; the bottleneck loses 4; each "
+                    "up-level doubles and loses 4; every size must stay >= 1")
+            raise AssertionError(f"{name}({lo}, {hi}, {depth}) is wrong: expected {expected}, "
+                                 f"got {got} (wrongly included: {extra}, missing: {missing})."
+                                 f"\nHint: {hint}")
+    _passed(name, len(cases), points)
+
+
+# --------------------------------------------------------------------------- Q5
+
+def _whole_image_scores(net: models.UNet, image: np.ndarray) -> torch.Tensor:
+    """Scores of a valid net over one image mirror-padded by its context, ``K x H x W``."""
+    h, w = image.shape
+    smallest = models.valid_sizes(1, 4096, net.depth)[0]
+    context = (smallest - models.output_size(smallest, net.depth)) // 2   # the same for all sizes
+    sh, sw = (models.valid_sizes(n + 2 * context, n + 2 * context + 2**(net.depth + 2),
+                                 net.depth)[0] for n in (h, w))
+    padded = np.pad(image, ((context, sh - h - context), (context, sw - w - context)), mode="reflect")
+    with torch.no_grad():
+        return net(torch.as_tensor(padded, dtype=torch.float64)[None, None])[0, :, :h, :w]
+
+
+def check_overlap_tile(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(net, image, tile) -> tensor K x H x W``: overlap-tile inference of a
+    valid-padding U-Net, equal to one whole-image pass over the mirror-padded image."""
+    name = "overlap_tile"
+    _check_callable(fn, name)
+    cases = [(2, 4, (45, 38), 92), (2, 4, (61, 100), 76), (3, 2, (70, 53), 156)]
+    for seed, (depth, width, (h, w), tile) in enumerate(cases):
+        torch.manual_seed(seed)
+        net = models.UNet(1, 2, depth, width, padding="valid").double().eval()
+        image = np.random.default_rng(seed).random((h, w))
+        where = f"a {h} x {w} image, depth-{depth} net, tile {tile}"
+        got = _tensor(_call(fn, name, where, net, image.copy(), tile), name, where)
+        expected = _whole_image_scores(net, image)
+        _compare(got, expected, name, where,
+                 "mirror-pad by the context (tile - output) // 2 with np.pad(..., mode='reflect'); "
+                 "place tiles a multiple of 2**depth apart (output minus overlap), so every "
+                 "pooling window lines up with the whole image's; return raw scores K x H x W",
+                 tolerance=1e-6)
+    _passed(name, len(cases), points)
