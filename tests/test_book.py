@@ -81,3 +81,21 @@ def test_exercise_pages_are_the_release_versions(build):
         html = page(f"exercises/release/{nb.stem}.html")
         assert "NotImplementedError" in html
         assert "BEGIN HIDDEN TESTS" not in html and "BEGIN SOLUTION" not in html
+
+
+def test_every_chapter_ran_within_its_budget(build):
+    """Each chapter must execute in <= 3 minutes on a 2-core CPU (the fast profile); the
+    build's own execution table records how long each one took."""
+    html = page("book/execution.html")
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", html, flags=re.S)
+    times = {}
+    for row in rows:
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        if len(cells) >= 4 and cells[0].startswith("notebooks/"):
+            times[cells[0]] = float(cells[3])
+    chapters = sorted(p.relative_to(ROOT).with_suffix("").as_posix()
+                      for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(times) == chapters, f"execution table lists {sorted(times)}"
+    print("\n" + "\n".join(f"{name}: {seconds:.0f} s" for name, seconds in times.items()))
+    slow = {name: s for name, s in times.items() if s > 180}
+    assert not slow, f"chapters over the 3-minute budget: {slow}"
