@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -136,18 +138,23 @@ with open("vandal.ipynb", "w") as f:     # its own copy: changes nothing either
     del nb.metadata["unet_teach"]
     write(nb, subs / "mystery.ipynb")          # neither a known name nor a release id
     return {"root": root, "source": source, "subs": subs, "essay": essay,
-            "source_bytes": (source / f"{NAME}.ipynb").read_bytes()}
+            "source_bytes": (source / f"{NAME}.ipynb").read_bytes(),
+            "alice_bytes": (subs / "alice" / f"{NAME}.ipynb").read_bytes()}
 
 
 @pytest.fixture(scope="module")
 def graded(course):
     out = course["root"] / "out"
-    code = cli.main(["grade", str(course["subs"]), str(course["essay"]), "--out", str(out),
-                     "--source", str(course["source"]), "--jobs", "2",
-                     "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120"])
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = cli.main(["grade", str(course["subs"]), str(course["essay"]), "--out", str(out),
+                         "--source", str(course["source"]), "--jobs", "2",
+                         "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120"])
     report = json.loads((out / "report.json").read_text())
     rows = {Path(r["submission"]).name: r for r in report}
-    return {"code": code, "out": out, "report": report, "rows": rows}
+    return {"code": code, "out": out, "report": report, "rows": rows,
+            "warnings": [line for line in stderr.getvalue().splitlines()
+                         if line.startswith("warning:")]}
 
 
 def points(row):
@@ -239,9 +246,14 @@ def test_submission_cannot_touch_other_submissions_or_the_sources(graded, course
     assert (course["source"] / f"{NAME}.ipynb").read_bytes() == course["source_bytes"]
     assert nbformat.read(course["subs"] / "edited_test.ipynb", as_version=4).cells
     assert nbformat.read(course["subs"] / "vandal.ipynb", as_version=4).cells
-    # the absolute path did overwrite alice's file, after it had been read: her grade stands
-    assert (course["subs"] / "alice" / f"{NAME}.ipynb").read_text() == "vandalised"
+    # the absolute path did overwrite alice's file, after it had been read: her grade stands,
+    # and the grader put her file back and says so
+    alice = course["subs"] / "alice" / f"{NAME}.ipynb"
+    assert alice.read_bytes() == course["alice_bytes"]
     assert graded["rows"][f"{NAME}.ipynb"]["total"] == 10.0
+    assert graded["rows"][f"{NAME}.ipynb"].get("restored") is True
+    assert any("alice" in w and "restored" in w for w in graded["warnings"]), graded["warnings"]
+    assert not any("vandal.ipynb" in w for w in graded["warnings"])   # its own copy was private
     assert graded["rows"]["edited_test.ipynb"]["total"] == 6.0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import warnings
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -83,11 +84,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
               + (f" ({row['error']})" if row["error"] else ""), file=sys.stderr, flush=True)
 
     try:
-        report = grade(args.submissions, args.out, source_dir=args.source, jobs=args.jobs,
-                       cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = grade(args.submissions, args.out, source_dir=args.source, jobs=args.jobs,
+                           cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for w in caught:                 # e.g. a file a submission rewrote, now restored
+        print(f"warning: {w.message}", file=sys.stderr)
     if not report:
         print("no notebooks found in the given paths", file=sys.stderr)
     print(format_table(report))

@@ -20,8 +20,10 @@ What happens to one submission:
 
 The grader runs no student code in its own process, and everything it grades was read before
 the first kernel started, so one submission cannot change another's grade by rewriting files.
-It is not a sandbox: a kernel runs as the user who started the grader (see the instructors'
-guide).
+It is not a sandbox: a kernel runs as the user who started the grader and could reach a file
+by its absolute path (see the instructors' guide). So the grader also keeps the bytes of every
+submission and source it read, and after the batch writes back any that changed, with a
+warning, and ``"restored": true`` on that submission's row.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -466,6 +469,38 @@ def _kill(proc, kernel_pid) -> None:
     proc.join(5)
 
 
+def _snapshot(paths) -> dict[Path, bytes | None]:
+    """The bytes of each file (``None`` if unreadable or over the size limit)."""
+    snap = {}
+    for path in paths:
+        try:
+            snap[Path(path)] = (Path(path).read_bytes()
+                                if Path(path).stat().st_size <= MAX_NOTEBOOK_BYTES else None)
+        except OSError:
+            snap[Path(path)] = None
+    return snap
+
+
+def _restore(snapshot: dict[Path, bytes | None]) -> list[Path]:
+    """Write back every snapshotted file whose bytes changed (or that was deleted); return them."""
+    restored = []
+    for path, data in snapshot.items():
+        if data is None:
+            continue
+        try:
+            if path.read_bytes() == data:
+                continue
+        except OSError:
+            pass                                       # deleted or unreadable: write it back
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            restored.append(path)
+        except OSError:
+            pass
+    return restored
+
+
 def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike = "exercises/source",
           jobs: int | None = None, cell_timeout: float = 60, timeout: float = 600,
           progress=None) -> list[dict]:
@@ -485,7 +520,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     outside = out_dir.resolve()
     paths = [p for p in collect(submissions) if outside not in p.resolve().parents]
 
-    # Phase 1 - read everything, in this process, before any student code runs.
+    # Phase 1 - read everything, in this process, before any student code runs. Keep the
+    # bytes of every input too: a kernel runs as the grader's user and could rewrite a file
+    # by its absolute path, so phase 3 puts back whatever changed.
+    inputs = _snapshot([*paths, *(a.path for a in assignments.values())])
     rows: list[dict | None] = [None] * len(paths)
     todo = []
     for i, path in enumerate(paths):
@@ -560,7 +598,15 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     finally:
         for r in running.values():                     # Ctrl-C or an error: leave no kernels
             _kill(r["proc"], r["kernel"])
+        # Phase 3 - undo what student code did to the inputs (other submissions, sources).
+        restored = _restore(inputs)
 
+    for i, path in enumerate(paths):
+        if path in restored and rows[i] is not None:
+            rows[i]["restored"] = True
+    for path in restored:
+        warnings.warn(f"{_display(path)} was changed while the batch ran (by a submission's "
+                      "code) and has been restored to the bytes that were graded", stacklevel=2)
     report = [r for r in rows if r is not None]
     write_report(report, out_dir, assignments)
     return report
