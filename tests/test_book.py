@@ -99,3 +99,14 @@ def test_every_chapter_ran_within_its_budget(build):
     print("\n" + "\n".join(f"{name}: {seconds:.0f} s" for name, seconds in times.items()))
     slow = {name: s for name, s in times.items() if s > 180}
     assert not slow, f"chapters over the 3-minute budget: {slow}"
+
+
+def test_result_tables_render_as_tables(build):
+    """Tables that cells print as Markdown must reach the page as HTML tables, not as lines
+    of pipes."""
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        html = page(f"notebooks/{nb.stem}.html")
+        assert not re.search(r"\|\s*(?:-{3,}|—|–)\s*\|", html), f"{nb.stem}: a table was left as raw text"
+    for chapter in ["01_pixel_classification", "03_sliding_window_cost", "05_fully_convolutional",
+                    "06_unet", "07_reference_unets"]:
+        assert "<table" in page(f"notebooks/{chapter}.html"), chapter

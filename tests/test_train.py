@@ -448,3 +448,17 @@ def test_profile_pick_and_dataclass():
     assert fast.pick(fast=[1], full=None) == [1]
     with pytest.raises(Exception):
         fast.name = "full"                                   # frozen
+
+
+def test_fit_explains_labels_the_net_cannot_score():
+    images = np.random.default_rng(0).random((2, 16, 16), dtype=np.float32)
+    masks = np.full((2, 16, 16), 255, dtype=np.int64)          # 8-bit labels, not converted
+    net = torch.nn.Conv2d(1, 2, 1)
+    with pytest.raises(ValueError, match=r"class index 255 .* 2 class map"):
+        fit(net, (images, masks), epochs=1, progress=False)
+
+
+def test_fit_refuses_empty_training_data():
+    empty = (np.zeros((0, 16, 16), np.float32), np.zeros((0, 16, 16), np.int64))
+    with pytest.raises(ValueError, match="training data is empty"):
+        fit(torch.nn.Conv2d(1, 2, 1), empty, epochs=1, progress=False)

@@ -107,6 +107,10 @@ def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict
     if overlap is None:
         overlap = out % align
     valid = _valid_overlaps(out, align)
+    if isinstance(overlap, int) and not 0 <= overlap < out:
+        raise ValueError(f"overlap={overlap} with tile {tile}: the overlap must be at least 0 and "
+                         f"smaller than the tile's output ({out} px); valid overlaps: "
+                         + ", ".join(map(str, valid[:6])) + (", ..." if len(valid) > 6 else ""))
     if overlap not in valid:
         shown = ", ".join(map(str, valid[:6])) + (", ..." if len(valid) > 6 else "")
         raise ValueError(f"overlap={overlap!r} with tile {tile} (output {out} px): tiles would "

@@ -88,6 +88,29 @@ def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output, target)
 
 
+def check_targets(output: torch.Tensor, target: torch.Tensor) -> None:
+    """Raise a ``ValueError`` that says what to do if ``target`` holds class indices the
+    net's ``output`` (``N x K x H x W``) has no score map for.
+
+    Checked once, on the first batch: a bad label otherwise surfaces as an opaque index error
+    (or, on CUDA, a device-side assert).
+
+    Example:
+        >>> check_targets(torch.zeros(1, 2, 4, 4), torch.full((1, 4, 4), 255))
+        Traceback (most recent call last):
+        ...
+        ValueError: the masks hold class index 255 but the net has 2 class map(s) (classes 0..1); masks read from 8-bit files often use 255 for the foreground: convert them with (mask > 0) or mask // 255
+    """
+    classes = max(output.shape[1], 2)          # a single sigmoid map means classes 0 and 1
+    lo, hi = int(target.min()), int(target.max())
+    if lo < 0 or hi >= classes:
+        bad = hi if hi >= classes else lo
+        raise ValueError(f"the masks hold class index {bad} but the net has {output.shape[1]} "
+                         f"class map(s) (classes 0..{classes - 1}); masks read from 8-bit files "
+                         "often use 255 for the foreground: convert them with (mask > 0) or "
+                         "mask // 255")
+
+
 def scores_to_labels(output: torch.Tensor) -> torch.Tensor:
     """``N x K x H x W`` scores -> ``N x H x W`` labels: argmax over classes, or
     ``logit > 0`` (probability > 0.5) for a single map.
@@ -175,7 +198,10 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
     device = torch.device(device) if device is not None else default_device()
     generator = seed_everything(seed)
     model.to(device)
-    loader = DataLoader(as_dataset(train), batch_size=batch_size, shuffle=True, generator=generator)
+    dataset = as_dataset(train)
+    if len(dataset) == 0:
+        raise ValueError("the training data is empty: pass at least one (image, mask) pair")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     autocast, scaler = _amp_context(device, amp)
     history: dict[str, list] = {k: [] for k in ("epoch", "step", "train_loss", "val_loss",
@@ -191,6 +217,8 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
             with autocast:
                 out = model(x)                                   # N x K x H' x W'
             y = center_crop(y, *out.shape[-2:])                  # valid padding: crop target
+            if step == 0:
+                check_targets(out, y)
             loss = loss_fn(out.float(), y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
