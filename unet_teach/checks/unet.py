@@ -106,8 +106,9 @@ def _copy_weights(src: nn.Module, dst: nn.Module, name: str) -> None:
 
 
 def _random_patch_net(seed: int, window: int, convs, fc) -> PatchClassifier:
-    torch.manual_seed(seed)
-    return PatchClassifier(window=window, convs=convs, fc=fc).double().eval()
+    with torch.random.fork_rng():          # leave the caller's random state alone
+        torch.manual_seed(seed)
+        return PatchClassifier(window=window, convs=convs, fc=fc).double().eval()
 
 
 # --------------------------------------------------------------------------- Q1
@@ -119,6 +120,11 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
     Expected: on an ``N x 1 x H x W`` input, output ``(i, j)`` is the patch net's scores on the
     window whose top-left corner is ``(i * 2**stages, j * 2**stages)``; one patch gives
     ``N x K x 1 x 1``.
+
+    Example:
+        >>> from unet_teach.fcn import to_fully_convolutional
+        >>> check_fully_convolutional(lambda net: to_fully_convolutional(net, dense=False))
+        fully_convolutional: all 6 checks passed - 3 points
     """
     name = "fully_convolutional"
     _check_callable(fn, name)
@@ -135,7 +141,8 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
             raise AssertionError(f"{name} changed the patch classifier's weights on {where}; "
                                  "copy them (weight.data.copy_(...)) instead")
         fcn = fcn.double().eval()
-        ref = ref_fcn.to_fully_convolutional(net, dense=False)
+        with torch.random.fork_rng():      # building the reference draws initial weights
+            ref = ref_fcn.to_fully_convolutional(net, dense=False)
         gen = torch.Generator().manual_seed(seed)
         patch = torch.rand(2, 1, window, window, generator=gen, dtype=torch.float64)
         with torch.no_grad():
@@ -164,7 +171,14 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
 
 def check_double_conv_down(double_conv: Callable, down: Callable, points: float | None = None) -> None:
     """Check ``double_conv(in_ch, out_ch) -> nn.Module`` (two valid 3x3 convolutions with
-    bias, each followed by ReLU) and ``down() -> nn.Module`` (2x2 max-pooling)."""
+    bias, each followed by ReLU) and ``down() -> nn.Module`` (2x2 max-pooling).
+
+    Example:
+        >>> from unet_teach.models import DoubleConv
+        >>> check_double_conv_down(lambda i, o: DoubleConv(i, o, padding="valid"),
+        ...                        lambda: nn.MaxPool2d(2))
+        double_conv_down: all 5 checks passed - 2 points
+    """
     name = "double_conv_down"
     _check_callable(double_conv, "double_conv")
     _check_callable(down, "down")
@@ -172,8 +186,9 @@ def check_double_conv_down(double_conv: Callable, down: Callable, points: float 
     for seed, (cin, cout, size) in enumerate([(1, 4, 12), (3, 8, 17), (5, 2, 9)]):
         where = f"double_conv({cin}, {cout}) on a 2 x {cin} x {size} x {size} input"
         mine = _module(_call(double_conv, "double_conv", where, cin, cout), "double_conv", where).double()
-        torch.manual_seed(seed)
-        ref = models.DoubleConv(cin, cout, padding="valid").double()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            ref = models.DoubleConv(cin, cout, padding="valid").double()
         _copy_weights(ref, mine, "double_conv")
         x = torch.randn(2, cin, size, size, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
@@ -196,7 +211,13 @@ def check_double_conv_down(double_conv: Callable, down: Callable, points: float 
 
 def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
     """Check ``fn(skip, x) -> tensor``: crop the centre of ``skip`` (``N x C1 x H x W``) to
-    ``x``'s size (``N x C2 x h x w``) and concatenate ``[skip_cropped, x]`` along channels."""
+    ``x``'s size (``N x C2 x h x w``) and concatenate ``[skip_cropped, x]`` along channels.
+
+    Example:
+        >>> from unet_teach.models import center_crop
+        >>> check_crop_and_concat(lambda skip, x: torch.cat([center_crop(skip, *x.shape[-2:]), x], 1))
+        crop_and_concat: all 4 checks passed - 2 points
+    """
     name = "crop_and_concat"
     _check_callable(fn, name)
     gen = torch.Generator().manual_seed(3)
@@ -223,7 +244,13 @@ def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
 def check_unet(cls: Callable, points: float | None = None) -> None:
     """Check ``cls(in_channels, out_channels, depth, base_width)``: a valid-padding U-Net
     (max-pool down, 2x2 transposed-conv up with bias, crop-and-concatenate, 1x1 head) whose
-    parameters, created in forward order, line up with :class:`~unet_teach.models.UNet`'s."""
+    parameters, created in forward order, line up with :class:`~unet_teach.models.UNet`'s.
+
+    Example:
+        >>> from unet_teach.models import UNet
+        >>> check_unet(lambda cin, cout, depth, width: UNet(cin, cout, depth, width, padding="valid"))
+        unet: all 6 checks passed - 4 points
+    """
     name = "unet"
     _check_callable(cls, name)
     n = 0
@@ -231,8 +258,9 @@ def check_unet(cls: Callable, points: float | None = None) -> None:
             [(1, 2, 1, 4, 28), (1, 2, 2, 4, 60), (3, 3, 3, 2, 108)]):
         where = f"{name}({cin}, {cout}, depth={depth}, base_width={width})"
         mine = _module(_call(cls, name, where, cin, cout, depth, width), name, where).double().eval()
-        torch.manual_seed(seed)
-        ref = models.UNet(cin, cout, depth, width, padding="valid").double().eval()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            ref = models.UNet(cin, cout, depth, width, padding="valid").double().eval()
         expected_params = models.count_parameters(ref)
         got_params = models.count_parameters(mine)
         if got_params != expected_params:
@@ -259,7 +287,13 @@ def check_unet(cls: Callable, points: float | None = None) -> None:
 
 def check_valid_sizes(fn: Callable, points: float | None = None) -> None:
     """Check ``fn(lo, hi, depth) -> list[int]``: the input sides in ``[lo, hi]`` that a
-    depth-``depth`` valid-padding U-Net can take."""
+    depth-``depth`` valid-padding U-Net can take.
+
+    Example:
+        >>> from unet_teach.models import valid_sizes
+        >>> check_valid_sizes(valid_sizes)
+        valid_sizes: all 4 checks passed - 2 points
+    """
     name = "valid_sizes"
     _check_callable(fn, name)
     cases = [(540, 600, 4), (1, 80, 2), (100, 140, 1), (150, 200, 3)]
@@ -298,13 +332,21 @@ def _whole_image_scores(net: models.UNet, image: np.ndarray) -> torch.Tensor:
 
 def check_overlap_tile(fn: Callable, points: float | None = None) -> None:
     """Check ``fn(net, image, tile) -> tensor K x H x W``: overlap-tile inference of a
-    valid-padding U-Net, equal to one whole-image pass over the mirror-padded image."""
+    valid-padding U-Net, equal to one whole-image pass over the mirror-padded image.
+
+    Example:
+        Overlap-tile inference must equal one whole-image pass, so that pass itself passes:
+
+        >>> check_overlap_tile(lambda net, image, tile: _whole_image_scores(net, image))
+        overlap_tile: all 3 checks passed - 4 points
+    """
     name = "overlap_tile"
     _check_callable(fn, name)
     cases = [(2, 4, (45, 38), 92), (2, 4, (61, 100), 76), (3, 2, (70, 53), 156)]
     for seed, (depth, width, (h, w), tile) in enumerate(cases):
-        torch.manual_seed(seed)
-        net = models.UNet(1, 2, depth, width, padding="valid").double().eval()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = models.UNet(1, 2, depth, width, padding="valid").double().eval()
         image = np.random.default_rng(seed).random((h, w))
         where = f"a {h} x {w} image, depth-{depth} net, tile {tile}"
         got = _tensor(_call(fn, name, where, net, image.copy(), tile), name, where)
