@@ -26,7 +26,8 @@ from .. import models
 from ..patches import PatchClassifier, mirror_pad
 
 TOLERANCE = 1e-8          # float64 on the CPU: the same sums in another order agree to ~1e-12
-POINTS = {"fully_convolutional": 3, "double_conv_down": 2, "crop_and_concat": 2, "unet": 4,
+POINTS = {"fully_convolutional": 3, "double_conv_down": 2, "crop_and_concat": 2, "up_block": 2,
+          "unet": 4,
           "valid_sizes": 2, "overlap_tile": 4}
 
 
@@ -240,6 +241,43 @@ def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- Q3
+
+def check_up_block(cls: Callable, points: float | None = None) -> None:
+    """Check ``cls(in_ch, out_ch) -> nn.Module`` whose ``forward(x, skip)`` up-samples ``x``
+    with a 2x2 transposed convolution (stride 2, ``in_ch -> out_ch``), crops and concatenates
+    the encoder map ``skip`` (skip first), then applies a valid ``double_conv(2*out_ch, out_ch)``.
+    The reference is :class:`unet_teach.models.Up` with valid padding, whose weights are
+    copied into yours.
+
+    Example:
+        >>> from unet_teach.models import Up
+        >>> check_up_block(lambda i, o: Up(i, o, o, o, padding="valid"))
+        up_block: all 3 checks passed - 2 points
+    """
+    name = "up_block"
+    _check_callable(cls, name)
+    n = 0
+    # (in_ch, out_ch, x size, skip size): even and odd crop margins, batch of 2
+    for seed, (cin, cout, low, high) in enumerate([(4, 2, 6, 16), (8, 4, 5, 15), (6, 3, 7, 18)]):
+        where = (f"up_block({cin}, {cout}) with x: 2 x {cin} x {low} x {low} and "
+                 f"skip: 2 x {cout} x {high} x {high}")
+        mine = _module(_call(cls, name, where, cin, cout), name, where).double()
+        with torch.random.fork_rng():
+            torch.manual_seed(100 + seed)
+            ref = models.Up(cin, cout, cout, cout, padding="valid").double()
+        _copy_weights(ref, mine, name)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(2, cin, low, low, generator=g, dtype=torch.float64)
+        skip = torch.randn(2, cout, high, high, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            _compare(_tensor(_call(mine, name, where, x, skip), name, where), ref(x, skip), name,
+                     where, f"ConvTranspose2d({cin}, {cout}, 2, stride=2): {low} -> {2 * low}; "
+                     f"crop_and_concat(skip, x) -> {2 * cout} channels; then double_conv("
+                     f"{2 * cout}, {cout}): {2 * low} -> {2 * low - 4}. Create the transposed "
+                     "convolution before the double_conv")
+        n += 1
+    _passed(name, n, points)
+
 
 def check_unet(cls: Callable, points: float | None = None) -> None:
     """Check ``cls(in_channels, out_channels, depth, base_width)``: a valid-padding U-Net
