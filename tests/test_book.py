@@ -105,7 +105,8 @@ def test_result_tables_render_as_tables(build):
     """Tables that cells print as Markdown must reach the page as HTML tables, not as lines
     of pipes."""
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        html = page(f"notebooks/{nb.stem}.html")
+        # code listings (inside <pre>) may build tables from strings; look at the rest
+        html = re.sub(r"<pre.*?</pre>", "", page(f"notebooks/{nb.stem}.html"), flags=re.S)
         assert not re.search(r"\|\s*(?:-{3,}|—|–)\s*\|", html), f"{nb.stem}: a table was left as raw text"
     for chapter in ["01_pixel_classification", "03_sliding_window_cost", "05_fully_convolutional",
                     "06_unet", "07_reference_unets"]:
