@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
+from ._common import call_student, report_passed
 from .. import cost, patches
 
 POINTS = {"extract_patch": 3, "sliding_window_segment": 2, "stack_macs": 3, "redundancy": 2,
@@ -60,22 +61,11 @@ def _images() -> dict[str, np.ndarray]:
 
 
 def _passed(name: str, n: int, points: float | None) -> None:
-    points = POINTS[name] if points is None else points
-    print(f"{name}: all {n} checks passed - {points:g} point{'s' if points != 1 else ''}")
+    report_passed(POINTS, name, n, points)
 
 
 def _call(fn: Callable, name: str, *args):
-    if not callable(fn):
-        raise AssertionError(f"pass your function itself, e.g. check_{name}({name})")
-    try:
-        return fn(*args)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet: replace `raise "
-                             "NotImplementedError()` with your code") from None
-    except AssertionError:
-        raise
-    except Exception as err:
-        raise AssertionError(f"{name} raised {type(err).__name__}: {err}") from err
+    return call_student(fn, name, *args)
 
 
 def _number(value, name: str, where: str, expected: float, hint: str, rel: float = 1e-9) -> None:

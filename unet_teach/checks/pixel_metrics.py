@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .. import metrics
+from ._common import report_passed
 
 TOLERANCE = 1e-6
 POINTS = {"pixel_accuracy": 2, "dice": 3, "iou": 2, "mean_iou": 2, "baseline": 1}
@@ -105,8 +106,7 @@ def _check_callable(fn, name: str) -> None:
 
 
 def _passed(name: str, n: int, points: float | None) -> None:
-    points = POINTS[name] if points is None else points
-    print(f"{name}: all {n} checks passed - {points:g} point{'s' if points != 1 else ''}")
+    report_passed(POINTS, name, n, points)
 
 
 def _check_metric(fn: Callable, name: str, reference: Callable, hint: str,
