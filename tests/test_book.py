@@ -65,7 +65,7 @@ def test_api_reference_documents_the_package(build):
     html = page("book/api.html")
     for name in ["synthetic_membranes", "load_isbi2012", "UNet", "preset", "fit",
                  "dice_per_class", "overlay", "get_profile"]:
-        assert f'id="unet_teach.' in html and name in html, name
+        assert 'id="unet_teach.' in html and name in html, name
 
 
 def test_bibliography_and_launch_buttons(build):

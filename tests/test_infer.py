@@ -46,7 +46,7 @@ def test_tiled_float32_and_one_tile():
 
 def test_same_padding_net_is_exact_where_no_tile_border_is_near():
     torch.manual_seed(0)
-    net = preset("keras", base_width=4, depth=2, final_activation=None)
+    net = preset("keras", base_width=4, depth=2)
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     _, whole = predict(net, image[None])
     _, tiled = predict_tiled(net, image, 64)              # a single tile = the whole image

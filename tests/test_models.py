@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from unet_teach.losses import probabilities, to_labels
 from unet_teach.models import (PRESETS, DoubleConv, Down, UNet, Up, center_crop, check_size,
                                count_parameters, nearest_valid_sizes, output_size, preset,
                                valid_sizes)
@@ -105,12 +106,10 @@ def test_parameter_count_matches_hand_formula():
 def test_unknown_preset_and_overrides():
     with pytest.raises(ValueError, match="unknown preset 'resnet'"):
         preset("resnet")
-    net = preset("keras", base_width=8, final_activation=None)
+    net = preset("keras", base_width=8)
     assert net.widths == [8, 16, 32, 64, 128]
-    assert net.final_activation is None
     # overrides do not leak into the shared preset table
     assert PRESETS["keras"]["base_width"] == 32
-    assert PRESETS["keras"]["final_activation"] == "sigmoid"
 
 
 # --------------------------------------------------------------------------- presets: structure
@@ -133,24 +132,25 @@ def test_paper_structure(nets):
     assert not _modules(net, nn.BatchNorm2d) and not _modules(net, nn.Dropout)
     assert len(_modules(net, nn.ReLU)) == 18 and not _modules(net, nn.LeakyReLU)
     assert net.head.kernel_size == (1, 1) and net.head.out_channels == 2
-    assert net.final_activation is None
 
 
-def test_keras_structure_and_sigmoid_range(nets):
+def test_keras_structure_returns_raw_scores(nets):
     net = nets["keras"]
     assert net.widths == [32, 64, 128, 256, 512]
     assert all(c.padding == (1, 1) for c in _modules(net, nn.Conv2d) if c.kernel_size == (3, 3))
     assert len(_modules(net, nn.MaxPool2d)) == 4
     assert len(_modules(net, nn.ConvTranspose2d)) == 4
-    assert net.final_activation == "sigmoid"
+    assert net.head.out_channels == 1
     torch.manual_seed(1)
     x = torch.randn(1, 1, 64, 64) * 5          # large inputs push scores far from zero
     out = _run(net, x)
-    assert out.min() >= 0 and out.max() <= 1
-    # it is the sigmoid of the raw head: same net without the final activation
-    raw = UNet(**{**PRESETS["keras"], "final_activation": None}).eval()
-    raw.load_state_dict(net.state_dict())
-    torch.testing.assert_close(out, torch.sigmoid(_run(raw, x)))
+    # raw scores (no sigmoid inside the net): values outside [0, 1] occur
+    assert out.min() < 0 or out.max() > 1
+    # the original's sigmoid head is losses.probabilities applied outside, and the labels
+    # are its threshold at 0.5 - not all ones, as a second sigmoid would give
+    probs = probabilities(out)
+    torch.testing.assert_close(probs, torch.sigmoid(out))
+    assert torch.equal(to_labels(out), (probs[:, 0] > 0.5).long())
 
 
 def test_pytorch_structure(nets):
@@ -176,7 +176,7 @@ def test_pytorch_structure(nets):
     assert not _modules(net, nn.ConvTranspose2d)
     assert all(u.mode == "nearest_conv" and u.up.kernel_size == (1, 1) for u in net.ups)
     assert net.head.kernel_size == (3, 3) and net.head.padding == (1, 1)
-    assert net.head.out_channels == 3 and net.final_activation == "sigmoid"
+    assert net.head.out_channels == 3
 
 
 def test_pytorch_preset_eval_is_deterministic_and_train_mode_uses_dropout():
@@ -193,7 +193,6 @@ def test_pytorch_preset_eval_is_deterministic_and_train_mode_uses_dropout():
         torch.manual_seed(1)
         d = net(x)
     assert not torch.allclose(c, d)
-    assert c.min() >= 0 and c.max() <= 1
 
 
 @pytest.mark.parametrize("name", ["tf", "tf_3x"])
@@ -208,7 +207,6 @@ def test_tf_structure(nets, name):
     assert len(leaky) == 18 and all(m.negative_slope == 0.2 for m in leaky)
     assert len(_modules(net, nn.MaxPool2d)) == 4
     assert not _modules(net, nn.BatchNorm2d)
-    assert net.final_activation is None
     if name == "tf":
         assert net.head.out_channels == 6 and isinstance(net.shuffle, nn.Identity)
     else:
@@ -382,7 +380,7 @@ def test_numpy_input_is_rejected_with_type_error(small):
 
 @pytest.mark.parametrize("kwargs", [dict(padding="full"), dict(down="avgpool"), dict(up="pixel"),
                                     dict(norm="group"), dict(activation="gelu"),
-                                    dict(final_activation="tanh"), dict(depth=0),
+                                    dict(depth=0),
                                     dict(base_width=0), dict(in_channels=0)])
 def test_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -450,13 +448,69 @@ def test_up_concatenates_cropped_skip_first():
     torch.testing.assert_close(cat[:, :1], skip[..., 1:5, 1:5])
 
 
-@pytest.mark.parametrize("final, lo, hi", [("sigmoid", 0, 1), ("softmax", 0, 1)])
-def test_final_activations(final, lo, hi):
-    net = UNet(1, 3, depth=1, base_width=2, final_activation=final).eval()
-    out = _run(net, torch.randn(2, 1, 8, 8) * 10)
-    assert out.min() >= lo and out.max() <= hi
-    if final == "softmax":
-        torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 8, 8))
+@pytest.mark.parametrize("final", ["sigmoid", "softmax"])
+def test_final_activation_is_refused_with_advice(final):
+    with pytest.raises(ValueError, match="raw scores.*losses.probabilities"):
+        UNet(1, 3, depth=1, base_width=2, final_activation=final)
+    with pytest.raises(ValueError, match="apply it outside"):
+        preset("keras", final_activation=final)
+
+
+@pytest.mark.parametrize("block, kwargs, valid", [
+    (DoubleConv, dict(in_ch=1, out_ch=2, padding="full"), "padding"),
+    (DoubleConv, dict(in_ch=1, out_ch=2, activation="gelu"), "activation"),
+    (DoubleConv, dict(in_ch=1, out_ch=2, norm="group"), "norm"),
+    (Down, dict(channels=2, mode="avgpool"), "down"),
+    (Down, dict(channels=2, mode="strided_conv", activation="elu"), "activation"),
+    (Up, dict(in_ch=4, skip_ch=2, up_ch=2, out_ch=2, mode="pixel"), "up"),
+    (Up, dict(in_ch=4, skip_ch=2, up_ch=2, out_ch=2, activation="swish"), "activation"),
+])
+def test_blocks_refuse_unknown_modes(block, kwargs, valid):
+    # a typo must not quietly become LeakyReLU or a strided convolution
+    with pytest.raises(ValueError, match=rf"{valid}=.*is not one of"):
+        block(**kwargs)
+
+
+def test_skips_false_is_the_net_without_concatenations():
+    net = UNet(1, 2, depth=2, base_width=4, skips=False)
+    assert all(u.skip_ch == 0 for u in net.ups)
+    # the first decoder conv sees only the up-sampled channels
+    assert [u.conv[0].in_channels for u in net.ups] == [8, 4]
+    with_skips = UNet(1, 2, depth=2, base_width=4)
+    assert [u.conv[0].in_channels for u in with_skips.ups] == [16, 8]
+    # and at run time the decoder convs receive only those channels
+    seen = []
+    for up in net.ups:
+        up.conv.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    net(torch.zeros(1, 1, 16, 16))
+    assert seen == [8, 4]
+    for padding, size in (("same", 32), ("valid", 60)):
+        a = UNet(1, 2, depth=2, base_width=4, padding=padding)
+        b = UNet(1, 2, depth=2, base_width=4, padding=padding, skips=False)
+        x = torch.zeros(1, 1, size, size)
+        assert a(x).shape == b(x).shape
+        assert count_parameters(b) < count_parameters(a)
+
+
+def test_skips_false_keeps_every_other_argument():
+    # the old subclass re-derived its arguments and turned dropout=(0.3, 0.0) into (0, 0)
+    net = UNet(1, 2, depth=2, base_width=4, skips=False, dropout=(0.3, 0.0), norm="batch",
+               activation="leaky_relu", leaky_slope=0.2, up="bilinear", padding="valid")
+    for up in net.ups:
+        assert [m.p for m in up.conv if isinstance(m, nn.Dropout)] == [0.3]
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in up.conv) == 2
+        assert all(m.negative_slope == 0.2 for m in up.conv if isinstance(m, nn.LeakyReLU))
+        assert up.mode == "bilinear" and up.conv[0].padding == (0, 0)
+    ref = UNet(1, 2, depth=2, base_width=4, dropout=(0.3, 0.0), norm="batch",
+               activation="leaky_relu", leaky_slope=0.2, up="bilinear", padding="valid")
+    assert [type(m) for m in net.modules()] == [type(m) for m in ref.modules()]
+
+
+def test_up_without_skip_refuses_a_skip_and_the_reverse():
+    with pytest.raises(ValueError, match="skip_ch=0"):
+        Up(in_ch=4, skip_ch=0, up_ch=2, out_ch=2)(torch.zeros(1, 4, 4, 4), torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="skip_ch=2"):
+        Up(in_ch=4, skip_ch=2, up_ch=2, out_ch=2)(torch.zeros(1, 4, 4, 4))
 
 
 def test_count_parameters_ignores_frozen():

@@ -15,8 +15,9 @@ from unet_teach.infer import predict
 from unet_teach.metrics import dice, pixel_accuracy
 from unet_teach.models import UNet, center_crop, output_size
 from unet_teach.profile import PROFILES, Profile, default_device, get_profile
-from unet_teach.train import (CheckpointError, as_dataset, default_loss, evaluate, fit,
-                              load_checkpoint, save_checkpoint, scores_to_labels, seed_everything)
+from unet_teach.losses import cross_entropy, default_loss
+from unet_teach.train import (CheckpointError, as_dataset, evaluate, fit, load_checkpoint,
+                              save_checkpoint, seed_everything)
 
 CPU = torch.device("cpu")
 HISTORY_KEYS = {"epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_dice", "seconds",
@@ -227,20 +228,43 @@ def test_predict_single_map_and_errors():
     assert labels_u8.shape == (2, 16, 16)
 
 
-def test_default_loss_and_scores_to_labels():
-    torch.manual_seed(0)
-    out = torch.randn(2, 3, 4, 4)
-    target = torch.randint(0, 3, (2, 4, 4))
-    logp = out.log_softmax(dim=1)
-    manual = -logp.gather(1, target[:, None]).mean()
-    assert default_loss(out, target).item() == pytest.approx(manual.item(), rel=1e-5)
-    single = torch.randn(2, 1, 4, 4)
-    t01 = torch.randint(0, 2, (2, 4, 4))
-    p = torch.sigmoid(single[:, 0])
-    bce = -(t01 * p.log() + (1 - t01) * (1 - p).log()).mean()
-    assert default_loss(single, t01).item() == pytest.approx(bce.item(), rel=1e-5)
-    torch.testing.assert_close(scores_to_labels(out), out.argmax(dim=1))
-    torch.testing.assert_close(scores_to_labels(single), (single[:, 0] > 0).long())
+def test_fit_passes_weight_maps_to_the_loss_cropped_like_the_mask():
+    size, out = 60, 20                                     # valid padding, depth 2
+    images, masks = synthetic_membranes(4, size, seed=4)
+    weights = np.random.default_rng(0).random((4, size, size)).astype(np.float32) + 0.5
+    seen = []
+
+    def loss_fn(scores, target, weight):
+        seen.append((target.clone(), weight.clone()))
+        return cross_entropy(scores, target, weight)
+
+    net = tiny_unet(padding="valid")
+    fit(net, (images, masks, weights), epochs=1, batch_size=4, loss_fn=loss_fn,
+        device="cpu", progress=False, seed=0)
+    target, weight = seen[0]
+    assert tuple(weight.shape) == (4, out, out)
+    # the weights are cropped exactly like the masks: match each sample by its mask crop
+    mask_crops = center_crop(torch.from_numpy(masks), out, out)
+    weight_crops = center_crop(torch.from_numpy(weights), out, out)
+    for t, w in zip(target, weight):
+        k = next(i for i in range(4) if torch.equal(mask_crops[i], t))
+        torch.testing.assert_close(w, weight_crops[k])
+
+
+def test_weighted_training_default_loss_uses_the_weights():
+    images, masks = synthetic_membranes(4, 32, seed=1)
+    ones = np.ones(masks.shape, np.float32)
+    net_a, net_b = tiny_unet(), tiny_unet()
+    ha = fit(net_a, (images, masks), epochs=1, device="cpu", progress=False)
+    hb = fit(net_b, (images, masks, 3 * ones), epochs=1, device="cpu", progress=False)
+    # weight 3 everywhere: the mean-over-pixels loss is three times the plain one at step 1
+    assert hb["step_loss"][0] == pytest.approx(3 * ha["step_loss"][0], rel=1e-5)
+
+
+def test_as_dataset_rejects_weights_of_another_shape():
+    images, masks = synthetic_membranes(2, 16, seed=0)
+    with pytest.raises(ValueError, match="one weight per pixel"):
+        as_dataset((images, masks, np.ones((2, 8, 8), np.float32)))
 
 
 def test_seed_everything():
@@ -268,7 +292,7 @@ def test_as_dataset_conversions_and_errors():
     with pytest.raises(TypeError, match="expected \\(images, masks\\)"):
         as_dataset(images)
     with pytest.raises(TypeError):
-        as_dataset((images, masks, masks))
+        as_dataset((images, masks, masks, masks))
     with pytest.raises(ValueError, match="N x H x W"):
         as_dataset((images[0], masks[0]))
     with pytest.raises(ValueError, match="do not match"):

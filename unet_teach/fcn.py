@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .losses import probabilities, to_labels
 from .patches import PatchClassifier, mirror_pad
 
 
@@ -181,6 +182,5 @@ def fcn_segment(fcn: FullyConvolutional, image: np.ndarray) -> tuple[np.ndarray,
         >>> bool(np.abs(probs - sliding_window_segment(net, img)[1]).max() < 1e-5)
         True
     """
-    probs = fcn_scores(fcn, image).softmax(dim=0)                      # K x H x W
-    probs = probs.float().cpu().numpy()
-    return probs.argmax(axis=0).astype(np.int64), probs
+    scores = fcn_scores(fcn, image).float().cpu()[None]                # 1 x K x H x W
+    return to_labels(scores)[0].numpy(), probabilities(scores)[0].numpy()

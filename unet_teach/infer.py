@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .models import nearest_valid_sizes, output_size
-from .train import scores_to_labels
+from .losses import probabilities, to_labels
 
 
 @torch.no_grad()
@@ -51,8 +51,8 @@ def predict(model: nn.Module, images, batch_size: int = 8,
     labels, probs = [], []
     for start in range(0, len(x_all), batch_size):
         out = model(x_all[start:start + batch_size].float().to(device)).float()
-        labels.append(scores_to_labels(out).cpu())
-        probs.append((torch.sigmoid(out) if out.shape[1] == 1 else out.softmax(dim=1)).cpu())
+        labels.append(to_labels(out).cpu())
+        probs.append(probabilities(out).cpu())
     model.train(was_training)
     return torch.cat(labels).numpy(), torch.cat(probs).numpy()
 
@@ -63,7 +63,8 @@ def _valid_overlaps(out: int, align: int) -> list[int]:
     return list(range(out % align, out, align))
 
 
-def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict[str, int]:
+def tile_layout(model: nn.Module, tile: int, overlap: int | None = None,
+                image_shape: tuple[int, int] | None = None) -> dict[str, int]:
     """How :func:`predict_tiled` cuts an image for ``model`` and an input ``tile`` size.
 
     Returns a dict of side lengths in pixels:
@@ -78,6 +79,12 @@ def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict
     * ``pad``     - mirror padding added before the image's first row/column (the
       context, so that the first output is the image's first pixel).
 
+    Given ``image_shape = (H, W)``, also how that image is covered:
+
+    * ``rows``, ``cols``          - tiles down and across;
+    * ``pad_bottom``, ``pad_right`` - mirror padding after the last row/column, so that the
+      last tile has its full input (0 if the image already reaches far enough).
+
     ``step`` must be a multiple of ``2**depth``: max-pooling groups pixels in fixed pairs,
     and only a shift by a multiple of ``2**depth`` keeps every pooling window of a tile
     aligned with the whole image's. The default ``overlap`` is the smallest that allows it.
@@ -86,6 +93,9 @@ def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict
         >>> from unet_teach.models import preset
         >>> tile_layout(preset("paper"), 572)
         {'tile': 572, 'out': 388, 'context': 92, 'overlap': 4, 'step': 384, 'pad': 92}
+        >>> lay = tile_layout(preset("paper"), 572, image_shape=(512, 1000))
+        >>> lay["rows"], lay["cols"], lay["pad_bottom"], lay["pad_right"]
+        (2, 3, 352, 248)
     """
     depth, padding = getattr(model, "depth", None), getattr(model, "padding", None)
     if depth is None or padding is None:
@@ -118,8 +128,17 @@ def tile_layout(model: nn.Module, tile: int, overlap: int | None = None) -> dict
                          f"{align}, so their pooling windows would not line up with the whole "
                          f"image's; use one of {shown}")
     context = (tile - out) // 2
-    return dict(tile=int(tile), out=out, context=context, overlap=overlap, step=out - overlap,
-                pad=context)
+    layout = dict(tile=int(tile), out=out, context=context, overlap=overlap,
+                  step=out - overlap, pad=context)
+    if image_shape is not None:
+        # Tile i starts at padded row i*step and covers image rows i*step ... i*step+out-1;
+        # enough tiles to reach the last row, and mirror padding so the last one is whole.
+        step = layout["step"]
+        (h, w) = image_shape[-2:]
+        rows, cols = (max(1, -(-(n - out) // step) + 1) for n in (h, w))
+        bottom, right = ((k - 1) * step + tile - n - context for k, n in ((rows, h), (cols, w)))
+        layout.update(rows=rows, cols=cols, pad_bottom=max(bottom, 0), pad_right=max(right, 0))
+    return layout
 
 
 @torch.no_grad()
@@ -168,15 +187,14 @@ def predict_tiled(model: nn.Module, image, tile: int | None = None, overlap: int
         tile = _smallest_valid(model, max(h, w))
         while tile_layout(model, tile, overlap)["step"] < max(h, w):
             tile = _smallest_valid(model, tile + 1)
-    lay = tile_layout(model, tile, overlap)
+    lay = tile_layout(model, tile, overlap, image_shape=(h, w))
     out, step, pad, lo = lay["out"], lay["step"], lay["pad"], lay["overlap"] // 2
-    # Tile i starts at padded row i*step and gives image rows i*step ... i*step + out - 1;
-    # it keeps those nearer its centre than its neighbours' (the first and last tiles keep
-    # their outer edges too). Tiles start at multiples of step, so of 2**depth: every
-    # pooling window lines up with the whole-image pass over the image padded by `pad`.
-    ny, nx = (max(1, -(-(n - out) // step) + 1) for n in (h, w))  # tiles down, across
-    bottom, right = ((k - 1) * step + tile - n - pad for k, n in ((ny, h), (nx, w)))
-    padded = np.pad(x, ((0, 0), (pad, max(bottom, 0)), (pad, max(right, 0))),
+    ny, nx = lay["rows"], lay["cols"]                             # tiles down, across
+    # Each tile keeps the output rows nearer its centre than its neighbours' (the first and
+    # last tiles keep their outer edges too). Tiles start at multiples of step, so of
+    # 2**depth: every pooling window lines up with the whole-image pass over the image
+    # padded by `pad`.
+    padded = np.pad(x, ((0, 0), (pad, lay["pad_bottom"]), (pad, lay["pad_right"])),
                     mode="reflect")                                       # C x H_p x W_p
 
     def kept(i: int, n: int) -> slice:                 # output rows tile i of n keeps
@@ -186,26 +204,23 @@ def predict_tiled(model: nn.Module, image, tile: int | None = None, overlap: int
     device = torch.device(device) if device is not None else param.device
     was_training = model.training
     model.eval()
-    probs = None
+    stitched = None                                    # raw scores, K x H_s x W_s
     grid = [(i, j) for i in range(ny) for j in range(nx)]
     for start in range(0, len(grid), batch_size):
         batch = grid[start:start + batch_size]
         tiles = np.stack([padded[:, i * step:i * step + tile, j * step:j * step + tile]
                           for i, j in batch])                             # B x C x T x T
         scores = model(torch.as_tensor(tiles, dtype=param.dtype, device=device))  # B x K x O x O
-        p = torch.sigmoid(scores) if scores.shape[1] == 1 else scores.softmax(dim=1)
-        p = p.float().cpu().numpy()
-        if probs is None:
-            probs = np.empty((p.shape[1], (ny - 1) * step + out, (nx - 1) * step + out),
-                             dtype=np.float32)
-        for (i, j), pi in zip(batch, p):
+        scores = scores.float().cpu()
+        if stitched is None:
+            stitched = torch.empty(scores.shape[1], (ny - 1) * step + out, (nx - 1) * step + out)
+        for (i, j), si in zip(batch, scores):
             rows, cols = kept(i, ny), kept(j, nx)
-            probs[:, i * step + rows.start:i * step + rows.stop,
-                  j * step + cols.start:j * step + cols.stop] = pi[:, rows, cols]
+            stitched[:, i * step + rows.start:i * step + rows.stop,
+                     j * step + cols.start:j * step + cols.stop] = si[:, rows, cols]
     model.train(was_training)
-    probs = probs[:, :h, :w]                                       # K x H x W
-    labels = (probs[0] > 0.5) if probs.shape[0] == 1 else probs.argmax(axis=0)
-    return labels.astype(np.int64), probs
+    scores = stitched[None, :, :h, :w]                             # 1 x K x H x W
+    return to_labels(scores)[0].numpy(), probabilities(scores)[0].numpy()
 
 
 def _smallest_valid(model: nn.Module, at_least: int = 1) -> int:

@@ -24,14 +24,21 @@ DOWNS = ("maxpool", "strided_conv")
 UPS = ("transposed", "nearest_conv", "bilinear")
 NORMS = (None, "batch", "instance")
 ACTIVATIONS = ("relu", "leaky_relu")
-FINAL_ACTIVATIONS = (None, "sigmoid", "softmax")
+
+
+def _choice(name: str, value, allowed: tuple) -> None:
+    """Refuse an unknown mode string instead of quietly building something else."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {allowed}")
 
 
 def _activation(name: str, slope: float) -> nn.Module:
+    _choice("activation", name, ACTIVATIONS)
     return nn.ReLU(inplace=True) if name == "relu" else nn.LeakyReLU(slope, inplace=True)
 
 
 def _norm(name: str | None, channels: int) -> nn.Module:
+    _choice("norm", name, NORMS)
     if name == "batch":
         return nn.BatchNorm2d(channels)
     if name == "instance":
@@ -57,9 +64,10 @@ class DoubleConv(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, padding: str = "same", norm: str | None = None,
                  dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
                  slope: float = 0.01):
+        _choice("padding", padding, PADDINGS)
         pad = 1 if padding == "same" else 0
         layers: list[nn.Module] = []
-        for i, (cin, p) in enumerate(zip((in_ch, out_ch), dropout)):
+        for cin, p in zip((in_ch, out_ch), dropout):
             layers.append(nn.Conv2d(cin, out_ch, kernel_size=3, padding=pad))
             layers.append(_norm(norm, out_ch))
             if p > 0:
@@ -82,6 +90,7 @@ class Down(nn.Sequential):
 
     def __init__(self, channels: int, mode: str = "maxpool", activation: str = "relu",
                  slope: float = 0.01):
+        _choice("down", mode, DOWNS)
         if mode == "maxpool":
             super().__init__(nn.MaxPool2d(2))
         else:
@@ -117,12 +126,17 @@ class Up(nn.Module):
         (PyTorch style; free of the checkerboard artefacts transposed convolutions can make);
       * ``bilinear``    - bilinear x2 then a 1x1 convolution to ``up_ch``.
 
+    The skip is optional: with ``skip_ch=0`` the block takes no encoder map (``skip=None``)
+    and is a plain decoder step - the ablation the U-Net chapter trains.
+
     Shapes: ``x: N x in_ch x h x w`` and ``skip: N x skip_ch x H x W`` (``H >= 2h``)
     -> ``N x out_ch x H' x W'``.
 
     Example:
         >>> up = Up(in_ch=128, skip_ch=64, up_ch=64, out_ch=64)
         >>> up(torch.zeros(1, 128, 16, 16), torch.zeros(1, 64, 32, 32)).shape
+        torch.Size([1, 64, 32, 32])
+        >>> Up(in_ch=128, skip_ch=0, up_ch=64, out_ch=64)(torch.zeros(1, 128, 16, 16)).shape
         torch.Size([1, 64, 32, 32])
     """
 
@@ -131,22 +145,29 @@ class Up(nn.Module):
                  dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
                  slope: float = 0.01):
         super().__init__()
-        self.mode = mode
+        _choice("up", mode, UPS)
+        self.mode, self.skip_ch = mode, skip_ch
         if mode == "transposed":
             self.up = nn.ConvTranspose2d(in_ch, up_ch, kernel_size=2, stride=2, bias=up_bias)
         else:
             self.up = nn.Conv2d(in_ch, up_ch, kernel_size=1, bias=up_bias)
-        self.conv = DoubleConv(skip_ch + up_ch, out_ch, padding, norm, dropout, activation, slope)
+        self.conv = DoubleConv(skip_ch + up_ch, out_ch, padding=padding, norm=norm,
+                               dropout=dropout, activation=activation, slope=slope)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "transposed":
             x = self.up(x)                                            # N x up_ch x 2h x 2w
         else:
             resize = "nearest" if self.mode == "nearest_conv" else "bilinear"
             x = F.interpolate(x, scale_factor=2, mode=resize)         # N x in_ch x 2h x 2w
             x = self.up(x)                                            # N x up_ch x 2h x 2w
-        skip = center_crop(skip, x.shape[-2], x.shape[-1])            # N x skip_ch x 2h x 2w
-        return self.conv(torch.cat([skip, x], dim=1))
+        if (skip is None) != (self.skip_ch == 0):
+            raise ValueError(f"this Up block was built with skip_ch={self.skip_ch}; pass a skip "
+                             "map exactly when skip_ch > 0")
+        if skip is not None:
+            skip = center_crop(skip, x.shape[-2], x.shape[-1])        # N x skip_ch x 2h x 2w
+            x = torch.cat([skip, x], dim=1)                           # N x (skip+up)_ch x 2h x 2w
+        return self.conv(x)
 
 
 def _pair(p: float | tuple[float, float]) -> tuple[float, float]:
@@ -154,7 +175,8 @@ def _pair(p: float | tuple[float, float]) -> tuple[float, float]:
 
 
 class UNet(nn.Module):
-    """One configurable U-Net.
+    """One configurable U-Net. It returns raw scores: the activation belongs to the loss
+    (:mod:`unet_teach.losses`), which picks sigmoid or softmax from the number of maps.
 
     Args:
         in_channels: channels of the input image (1 for EM, 3 for RGB).
@@ -173,8 +195,10 @@ class UNet(nn.Module):
         head_kernel: kernel of the last convolution (1 in the paper, 3 in the PyTorch style).
         pixel_shuffle: if set to ``r``, the head makes ``out_channels * r**2`` maps and a
             depth-to-space step turns them into ``out_channels`` maps ``r`` times larger.
-        final_activation: ``None`` (raw scores, what the losses expect), ``"sigmoid"`` or
-            ``"softmax"`` over channels.
+        skips: concatenate the encoder maps into the expanding path (the U-Net); ``False``
+            gives the same net without them, a plain encoder-decoder.
+        final_activation: removed; passing anything but ``None`` raises an error. Apply
+            :func:`unet_teach.losses.probabilities` (or ``torch.sigmoid``) to the scores.
 
     Shapes: ``N x in_channels x H x W -> N x out_channels x H_out x W_out`` where
     ``H_out = H`` for same padding, ``H - 184`` for the paper's valid net (depth 4), and
@@ -192,20 +216,23 @@ class UNet(nn.Module):
                  up: str = "transposed", up_bias: bool = True, norm: str | None = None,
                  dropout: float | tuple[float, float] = 0.0, activation: str = "relu",
                  leaky_slope: float = 0.01, head_kernel: int = 1, pixel_shuffle: int | None = None,
-                 final_activation: str | None = None):
+                 skips: bool = True, final_activation: None = None):
         super().__init__()
+        if final_activation is not None:
+            raise ValueError(f"final_activation={final_activation!r}: UNet returns raw scores "
+                             "and has no final activation; apply it outside, e.g. "
+                             "unet_teach.losses.probabilities(net(x)) (sigmoid for one map, "
+                             "softmax otherwise), and train on the raw scores")
         for name, value, allowed in [("padding", padding, PADDINGS), ("down", down, DOWNS),
                                      ("up", up, UPS), ("norm", norm, NORMS),
-                                     ("activation", activation, ACTIVATIONS),
-                                     ("final_activation", final_activation, FINAL_ACTIVATIONS)]:
-            if value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {allowed}")
+                                     ("activation", activation, ACTIVATIONS)]:
+            _choice(name, value, allowed)
         if depth < 1 or base_width < 1 or in_channels < 1 or out_channels < 1:
             raise ValueError("depth, base_width, in_channels and out_channels must be >= 1")
         self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
-        self.padding, self.pixel_shuffle = padding, pixel_shuffle
-        drop = _pair(dropout)
-        act = dict(activation=activation, slope=leaky_slope)
+        self.padding, self.pixel_shuffle, self.skips = padding, pixel_shuffle, skips
+        conv = dict(padding=padding, norm=norm, dropout=_pair(dropout), activation=activation,
+                    slope=leaky_slope)
         widths = [base_width * 2**i for i in range(depth + 1)]   # e.g. 64, 128, 256, 512, 1024
         self.widths = widths
 
@@ -214,22 +241,23 @@ class UNet(nn.Module):
         self.downs = nn.ModuleList()
         ch = in_channels
         for w in widths[:-1]:
-            self.encoder.append(DoubleConv(ch, w, padding, norm, drop, **act))
-            self.downs.append(Down(w, down, **act))
+            self.encoder.append(DoubleConv(in_ch=ch, out_ch=w, **conv))
+            self.downs.append(Down(channels=w, mode=down, activation=activation,
+                                   slope=leaky_slope))
             ch = w
-        self.bottleneck = DoubleConv(ch, widths[-1], padding, norm, drop, **act)
+        self.bottleneck = DoubleConv(in_ch=ch, out_ch=widths[-1], **conv)
 
-        # Expanding path: from the bottom level up, each Up halves the channels and
-        # concatenates the encoder map of its level (the skip connection).
+        # Expanding path: from the bottom level up, each Up halves the channels and (with
+        # skips) concatenates the encoder map of its level.
         self.ups = nn.ModuleList()
         for w_low, w in zip(widths[:0:-1], widths[-2::-1]):
-            self.ups.append(Up(w_low, w, w, w, up, up_bias, padding, norm, drop, **act))
+            self.ups.append(Up(in_ch=w_low, skip_ch=w if skips else 0, up_ch=w, out_ch=w,
+                               mode=up, up_bias=up_bias, **conv))
 
         # Head: one score map per class ("heatmaps"); optionally depth-to-space.
         head_out = out_channels * (pixel_shuffle or 1) ** 2
         self.head = nn.Conv2d(widths[0], head_out, head_kernel, padding=head_kernel // 2)
         self.shuffle = nn.PixelShuffle(pixel_shuffle) if pixel_shuffle else nn.Identity()
-        self.final_activation = final_activation
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``ValueError`` that says what to do if ``x`` is not an input this net takes."""
@@ -257,13 +285,8 @@ class UNet(nn.Module):
             x = down(x)               # N x w_i x H_i/2 x W_i/2
         x = self.bottleneck(x)        # N x w_depth x h x w
         for up, skip in zip(self.ups, reversed(skips)):
-            x = up(x, skip)           # N x w_i x H'_i x W'_i
-        x = self.shuffle(self.head(x))  # N x out_channels x H_out x W_out
-        if self.final_activation == "sigmoid":
-            x = torch.sigmoid(x)
-        elif self.final_activation == "softmax":
-            x = torch.softmax(x, dim=1)
-        return x
+            x = up(x, skip if self.skips else None)   # N x w_i x H'_i x W'_i
+        return self.shuffle(self.head(x))             # N x out_channels x H_out x W_out
 
 
 # --------------------------------------------------------------------------- sizes
@@ -351,15 +374,14 @@ PRESETS: dict[str, dict] = {
     # Ronneberger et al. 2015: unpadded 3x3 convs, 64..1024 channels, max-pool, 2x2 up-conv,
     # crop-and-concatenate, 1x1 head to two class scores (softmax applied by the loss).
     "paper": dict(in_channels=1, out_channels=2, depth=4, base_width=64, padding="valid"),
-    # Keras style: same padding, 32..512, ReLU, transposed convs, one sigmoid map.
-    "keras": dict(in_channels=1, out_channels=1, depth=4, base_width=32, padding="same",
-                  final_activation="sigmoid"),
+    # Keras style: same padding, 32..512, ReLU, transposed convs, one score map (the
+    # original ends in a sigmoid; here the loss applies it, see unet_teach.losses).
+    "keras": dict(in_channels=1, out_channels=1, depth=4, base_width=32, padding="same"),
     # PyTorch style: conv-BN-Dropout-LeakyReLU blocks, strided-conv down-sampling,
-    # nearest + 1x1 conv up-sampling, a 3x3 head to three sigmoid maps.
+    # nearest + 1x1 conv up-sampling, a 3x3 head to three maps (sigmoid in the original).
     "pytorch": dict(in_channels=3, out_channels=3, depth=4, base_width=64, padding="same",
                     down="strided_conv", up="nearest_conv", norm="batch", dropout=(0.3, 0.4),
-                    activation="leaky_relu", leaky_slope=0.01, head_kernel=3,
-                    final_activation="sigmoid"),
+                    activation="leaky_relu", leaky_slope=0.01, head_kernel=3),
     # TensorFlow (slim) style: leaky ReLU 0.2, 32..512, max-pool, bias-free transposed convs,
     # a 1x1 head to six maps ...
     "tf": dict(in_channels=3, out_channels=6, depth=4, base_width=32, padding="same",
@@ -379,7 +401,7 @@ def preset(name: str, **overrides) -> UNet:
     three reference implementations).
 
     Example:
-        >>> net = preset("keras", base_width=8, final_activation=None)   # a narrow version
+        >>> net = preset("keras", base_width=8)          # a narrow version
         >>> net(torch.zeros(1, 1, 64, 64)).shape
         torch.Size([1, 1, 64, 64])
     """

@@ -27,6 +27,8 @@ from scipy import ndimage as ndi
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from .losses import probabilities
+
 
 def _check_window(window: int) -> int:
     if not (isinstance(window, (int, np.integer)) and window >= 1 and window % 2 == 1):
@@ -252,7 +254,7 @@ def sliding_window_scores(model: PatchClassifier, image: np.ndarray, rows=None, 
         sl = slice(start, start + batch_size)
         patches = extract_patches(image, model.window, rows[sl], cols[sl])   # B x w x w
         x = torch.from_numpy(patches)[:, None].to(device)                     # B x 1 x w x w
-        out[sl] = model(x)[:, :, 0, 0].softmax(dim=1).cpu().numpy()
+        out[sl] = probabilities(model(x))[:, :, 0, 0].cpu().numpy()        # B x K
     model.train(was_training)
     return out
 

@@ -1,4 +1,5 @@
-"""Pictures for the book: class overlays, image / mask / prediction panels, training curves.
+"""Pictures for the book: class overlays, image / mask / prediction panels, training curves,
+and the Markdown tables that chapters print their measurements in.
 
 One colour per class, the same everywhere in the book (``CLASS_COLORS``): class 0 is drawn
 transparent on overlays (it is the background or cell interior), class 1 in orange, then
@@ -162,3 +163,47 @@ def plot_history(history: dict[str, list], axes=None):
         axes[1].set_ylim(0, 1)
         axes[1].legend()
     return axes
+
+
+# --------------------------------------------------------------------------- tables
+
+def _cell(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.3g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header, rows, formats=None) -> str:
+    """A Markdown table from a header and rows of values (the chapters ``display`` it with
+    ``IPython.display.Markdown``; the book renders it as a table).
+
+    Args:
+        header: column titles.
+        rows: one sequence of values per row, as long as ``header``.
+        formats: optional format strings per column (``"{:.3f}"``, ``"{:,}"``,
+            ``"**{:.2f}**"``, or ``None`` for the default: integers with thousands
+            separators, floats to 3 significant digits, anything else as ``str``).
+
+    Example:
+        >>> print(markdown_table(["net", "params", "Dice"], [["U-Net", 31030658, 0.91234]],
+        ...                      formats=[None, None, "{:.3f}"]))
+        | net | params | Dice |
+        |---|---|---|
+        | U-Net | 31,030,658 | 0.912 |
+    """
+    header = list(header)
+    formats = list(formats) if formats is not None else [None] * len(header)
+    if len(formats) != len(header):
+        raise ValueError(f"{len(formats)} formats for {len(header)} columns")
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(header):
+            raise ValueError(f"a row has {len(row)} values for {len(header)} columns: {row!r}")
+        cells = [_cell(v) if f is None else f.format(v) for v, f in zip(row, formats)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

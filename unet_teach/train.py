@@ -1,10 +1,12 @@
 """A small fit loop you can read in one sitting, and checkpoints that load safely.
 
-What ``fit`` does, in order, every step: take a batch, move it to the device, run the net
-(under mixed precision on CUDA), crop the target to the output if the net shrinks its input
-(valid padding), compute the loss, back-propagate, step the optimiser. After each epoch it
-measures loss, pixel accuracy and Dice on the validation images, appends them to the
-history and (optionally) writes a checkpoint.
+What ``fit`` does, in order, every step: take a batch (image, mask and, if the data set
+has them, per-pixel loss weights), move it to the device, run the net (under mixed precision
+on CUDA), crop mask and weights to the output if the net shrinks its input (valid padding),
+compute the loss, back-propagate, step the optimiser. After each epoch it measures loss,
+pixel accuracy and Dice on the validation images, appends them to the history and
+(optionally) writes a checkpoint. Scores become losses and labels in
+:mod:`unet_teach.losses`, nowhere else.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .losses import default_loss, to_labels
 from .metrics import dice, pixel_accuracy
 from .models import center_crop
 from .profile import default_device
@@ -43,11 +45,17 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _tensor(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
 def as_dataset(data) -> Dataset:
-    """Turn ``(images, masks)`` into a torch ``Dataset`` of ``(C x H x W float, H x W long)``.
+    """Turn ``(images, masks)`` or ``(images, masks, weights)`` into a torch ``Dataset``
+    of ``(C x H x W float, H x W long[, H x W float])``.
 
     ``images`` may be ``N x H x W`` (one channel is added) or ``N x C x H x W``; ``masks`` is
-    ``N x H x W`` of class indices. A ``Dataset`` is returned unchanged.
+    ``N x H x W`` of class indices; ``weights`` (optional) ``N x H x W`` per-pixel loss
+    weights (see :func:`unet_teach.losses.weight_map`). A ``Dataset`` is returned unchanged.
 
     Example:
         >>> ds = as_dataset((np.zeros((3, 16, 16), np.float32), np.zeros((3, 16, 16), np.int64)))
@@ -56,11 +64,10 @@ def as_dataset(data) -> Dataset:
     """
     if isinstance(data, Dataset):
         return data
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError("expected (images, masks) or a torch Dataset, got "
-                        f"{type(data).__name__}")
-    images = torch.as_tensor(np.asarray(data[0]) if not isinstance(data[0], torch.Tensor) else data[0])
-    masks = torch.as_tensor(np.asarray(data[1]) if not isinstance(data[1], torch.Tensor) else data[1])
+    if not (isinstance(data, (tuple, list)) and len(data) in (2, 3)):
+        raise TypeError("expected (images, masks), (images, masks, weights) or a torch "
+                        f"Dataset, got {type(data).__name__}")
+    images, masks = _tensor(data[0]), _tensor(data[1])
     if images.ndim == 3:
         images = images[:, None]                               # N x 1 x H x W
     if images.ndim != 4 or masks.ndim != 3:
@@ -72,20 +79,14 @@ def as_dataset(data) -> Dataset:
     if not torch.is_floating_point(images):
         raise ValueError(f"images must be floating point in [0, 1], got {images.dtype}; "
                          "divide 8-bit images by 255")
-    return TensorDataset(images.float(), masks.long())
-
-
-def default_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Pixel-wise softmax + cross-entropy for ``N x K x H x W`` scores (K >= 2) and
-    ``N x H x W`` class indices; binary cross-entropy on the logit for a single map (K = 1).
-
-    Example:
-        >>> round(default_loss(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)).item(), 4)
-        0.6931
-    """
-    if output.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(output[:, 0], target.float())
-    return F.cross_entropy(output, target)
+    tensors = [images.float(), masks.long()]
+    if len(data) == 3:
+        weights = _tensor(data[2])
+        if weights.shape != masks.shape:
+            raise ValueError(f"weights {tuple(weights.shape)} must have the masks' shape "
+                             f"{tuple(masks.shape)}: one weight per pixel")
+        tensors.append(weights.float())
+    return TensorDataset(*tensors)
 
 
 def check_targets(output: torch.Tensor, target: torch.Tensor) -> None:
@@ -111,19 +112,6 @@ def check_targets(output: torch.Tensor, target: torch.Tensor) -> None:
                          "mask // 255")
 
 
-def scores_to_labels(output: torch.Tensor) -> torch.Tensor:
-    """``N x K x H x W`` scores -> ``N x H x W`` labels: argmax over classes, or
-    ``logit > 0`` (probability > 0.5) for a single map.
-
-    Example:
-        >>> scores_to_labels(torch.tensor([[[[2.0]], [[-1.0]]]])).tolist()
-        [[[0]]]
-    """
-    if output.shape[1] == 1:
-        return (output[:, 0] > 0).long()
-    return output.argmax(dim=1)
-
-
 def _amp_context(device: torch.device, enabled: bool):
     if not (enabled and device.type == "cuda"):
         return nullcontext(), None
@@ -132,10 +120,34 @@ def _amp_context(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype), scaler
 
 
+def _unpack(batch, device: torch.device):
+    """``(x, y)`` or ``(x, y, w)`` from a loader, on ``device``; ``w`` is ``None`` if absent."""
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError("a training sample must be (image, mask) or (image, mask, weight), "
+                         f"got {type(batch).__name__} of length {len(batch)}")
+    x, y, w = (*batch, None)[:3]
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return x, y, (w.to(device, non_blocking=True) if w is not None else None)
+
+
+def _crop_like(out: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None):
+    """Crop mask (and weights) to the output: a valid-padding net returns less than it takes."""
+    y = center_crop(y, *out.shape[-2:])
+    return y, (center_crop(w, *out.shape[-2:]) if w is not None else None)
+
+
+def _loss(loss_fn: Callable, out: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None):
+    # Weights are handed over only when the data has them, so any loss(scores, target)
+    # (e.g. losses.dice_loss) works on plain (image, mask) data.
+    return loss_fn(out, y) if w is None else loss_fn(out, y, w)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable = default_loss, batch_size: int = 4,
              device: torch.device | None = None) -> dict[str, float]:
     """Loss, pixel accuracy and Dice (class 1) of ``model`` on ``data`` (``(images, masks)``).
+
+    A data set with weight maps passes them to ``loss_fn``, as in training.
 
     Example:
         >>> from unet_teach.models import UNet
@@ -148,13 +160,13 @@ def evaluate(model: nn.Module, data, loss_fn: Callable = default_loss, batch_siz
     was_training = model.training
     model.eval()
     total, n, preds, targets = 0.0, 0, [], []
-    for x, y in DataLoader(as_dataset(data), batch_size=batch_size):
-        x, y = x.to(device), y.to(device)
+    for batch in DataLoader(as_dataset(data), batch_size=batch_size):
+        x, y, w = _unpack(batch, device)
         out = model(x)
-        y = center_crop(y, *out.shape[-2:])
-        total += loss_fn(out.float(), y).item() * len(x)
+        y, w = _crop_like(out, y, w)
+        total += _loss(loss_fn, out.float(), y, w).item() * len(x)
         n += len(x)
-        preds.append(scores_to_labels(out).cpu())
+        preds.append(to_labels(out).cpu())
         targets.append(y.cpu())
     model.train(was_training)
     pred, target = torch.cat(preds), torch.cat(targets)
@@ -170,11 +182,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
 
     Args:
         model: a net mapping ``N x C x H x W`` to ``N x K x H' x W'`` scores.
-        train, val: ``(images, masks)`` arrays (see :func:`as_dataset`) or torch Datasets.
+        train, val: ``(images, masks)`` or ``(images, masks, weights)`` arrays (see
+            :func:`as_dataset`), or torch Datasets yielding such pairs or triples.
         epochs: passes over ``train``; ``max_steps`` stops earlier after that many steps.
         batch_size, lr: for the default optimiser, Adam.
         optimizer: your own optimiser over ``model.parameters()`` (then ``lr`` is unused).
-        loss_fn: ``loss_fn(scores, target)``; default :func:`default_loss`.
+        loss_fn: ``loss_fn(scores, target)``, or ``loss_fn(scores, target, weight)`` when
+            the data yields ``(image, mask, weight)``; default
+            :func:`unet_teach.losses.default_loss` (cross-entropy, weighted if weights come).
         device: default CUDA when present (see :func:`unet_teach.profile.default_device`).
         amp: mixed precision on CUDA (ignored on the CPU).
         seed: seeds the initial shuffle and every random number torch draws.
@@ -212,14 +227,14 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
     for epoch in range(1, epochs + 1):
         model.train()
         running, seen = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for batch in loader:
+            x, y, w = _unpack(batch, device)                     # w: N x H x W or None
             with autocast:
                 out = model(x)                                   # N x K x H' x W'
-            y = center_crop(y, *out.shape[-2:])                  # valid padding: crop target
+            y, w = _crop_like(out, y, w)                         # valid padding: crop targets
             if step == 0:
                 check_targets(out, y)
-            loss = loss_fn(out.float(), y)
+            loss = _loss(loss_fn, out.float(), y, w)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
