@@ -412,3 +412,34 @@ def test_isbi_bad_url_is_not_reported_as_hash_mismatch(tmp_path, url):
     assert "SHA-256" not in msg, msg
     assert "could not download" in msg
     assert str(tmp_path / "isbi2012" / "train") in msg        # where to put the files instead
+
+
+def _touching_brute_force(inst):
+    out = inst.copy()
+    h, w = inst.shape
+    for y in range(h):
+        for x in range(w):
+            if inst[y, x] == 0:
+                continue
+            window = inst[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+            if ((window != 0) & (window != inst[y, x])).any():
+                out[y, x] = 0
+    return out
+
+
+def test_separate_touching_matches_a_pixel_by_pixel_rule():
+    from unet_teach.data import separate_touching
+    _, _, instances = synthetic_nuclei(3, 48, seed=5)
+    got = separate_touching(instances)
+    assert got.shape == instances.shape and got.dtype == instances.dtype
+    for g, inst in zip(got, instances):
+        np.testing.assert_array_equal(g, _touching_brute_force(inst))
+    # after the gap no two cells share an 8-neighbourhood: every 8-connected component of
+    # the foreground holds pixels of one cell only
+    from scipy import ndimage
+    for g in got:
+        comps, n = ndimage.label(g > 0, structure=np.ones((3, 3)))
+        for c in range(1, n + 1):
+            assert len(np.unique(g[comps == c])) == 1
+    with pytest.raises(ValueError, match="integer"):
+        separate_touching(instances.astype(float))

@@ -526,3 +526,28 @@ def test_error_messages_are_single_sentences_with_numbers():
         check_size(571)
     assert re.search(r"571 cannot pass through a depth-4 U-Net", str(info.value))
     assert "crop or mirror-pad" in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(norm="batch", dropout=(0.3, 0.2)),
+                                    dict(padding="valid", skips=False)])
+def test_gradient_checkpointing_gives_the_same_gradients(kwargs):
+    size = 60 if kwargs.get("padding") == "valid" else 32
+    torch.manual_seed(0)
+    plain = UNet(1, 2, depth=2, base_width=4, **kwargs)
+    ckpt = UNet(1, 2, depth=2, base_width=4, checkpointing=True, **kwargs)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, size, size)
+    grads = []
+    for net in (plain, ckpt):
+        net.train()
+        torch.manual_seed(1)                  # the same dropout masks in both runs
+        out = net(x)
+        (out ** 2).mean().backward()
+        grads.append({k: p.grad.clone() for k, p in net.named_parameters()})
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], msg=k)
+    # evaluation runs the ordinary path
+    ckpt.eval()
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt(x), plain(x))
