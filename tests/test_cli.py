@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import unet_teach
-from unet_teach.cli import build_parser, main
+from unet_teach.course.cli import build_parser, main
 
 
 def _rows(text: str) -> dict[str, str]:
@@ -87,7 +87,7 @@ def test_info_reports_corrupt_files(capsys, monkeypatch, tmp_path, isbi_data_dir
 def test_info_subprocess(isbi_data_dir):
     env = {**os.environ, "UNET_TEACH_DATA": str(isbi_data_dir), "UNET_TEACH_DEVICE": "cpu"}
     env.pop("UNET_TEACH_PROFILE", None)
-    proc = subprocess.run([sys.executable, "-m", "unet_teach.cli", "info"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "unet_teach.course.cli", "info"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(proc.stdout)

@@ -14,9 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from unet_teach import checks, cli, metrics
-from unet_teach.release import (HIDDEN_BEGIN, SOLUTION_BEGIN, ReleaseError, is_solution, is_test,
-                                release, release_notebook, stale)
+from unet_teach import checks, metrics
+from unet_teach.course import cli
+from unet_teach.course.release import (HIDDEN_BEGIN, SOLUTION_BEGIN, ReleaseError, is_solution,
+                                       is_test, release, release_notebook, stale)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "exercises" / "source"
@@ -72,7 +73,7 @@ def test_release_check_command_detects_stale_notebooks(tmp_path):
 def test_release_check_console_script():
     # The command the Makefile and CI use, on the committed notebooks.
     exe = Path(sys.executable).with_name("unet-teach")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "unet_teach.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "unet_teach.course.cli"]
     result = subprocess.run(cmd + ["release", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -118,7 +119,7 @@ def _checks_module(nb):
     (or ``from unet_teach import checks``, the chapter 1 checks)."""
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     found = re.search(r"from unet_teach\.checks import (\w+) as checks", text)
-    return importlib.import_module(f"unet_teach.checks.{found[1]}") if found else checks
+    return importlib.import_module(f"unet_teach.course.checks.{found[1]}") if found else checks
 
 
 def test_test_cells_points_match_the_checks_they_call():
@@ -216,7 +217,8 @@ def test_check_failures_for_common_mistakes():
 
     with pytest.raises(AssertionError, match="changed its input"):
         checks.check_pixel_accuracy(mutates)
-    with pytest.raises(AssertionError, match="pass your function itself"):
+    with pytest.raises(AssertionError, match=r"pass your function \(or class\) itself, "
+                                             r"e.g. check_dice\(dice\), not float 0.8"):
         checks.check_dice(0.8)
     with pytest.raises(AssertionError, match="per image"):
         checks.check_pixel_accuracy(lambda p, t: (p == t).reshape(len(p), -1).mean(axis=1))
@@ -233,7 +235,7 @@ def test_check_failures_for_common_mistakes():
 def test_blank_release_scores_zero_on_every_question(tmp_path):
     """nbgrader's ``validate --invert``: every question of an unanswered notebook fails, and the
     grader still finishes the run."""
-    from unet_teach.grade import grade
+    from unet_teach.course.grade import grade
 
     report = grade([RELEASE], tmp_path / "out", source_dir=SOURCE, jobs=2, cell_timeout=20,
                    timeout=120)

@@ -17,9 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from unet_teach import cli
-from unet_teach.grade import (SubmissionError, assemble, format_table, load_assignments, match,
-                              read_submission)
+from unet_teach.course import cli
+from unet_teach.course.release import ReleaseError, release_notebook
+from unet_teach.course.grade import (SubmissionError, assemble, format_table, load_assignments,
+                                     match, read_submission)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_DIR = ROOT / "exercises" / "source"
@@ -27,6 +28,13 @@ NAME = "01_pixel_metrics"
 FULL = {"q1_pixel_accuracy": 2.0, "q2_dice": 3.0, "q3_iou": 2.0, "q4_mean_iou": 2.0,
         "q5_baseline": 1.0}
 CELL_TIMEOUT = 10
+CANVAS = """Student,ID,SIS User ID,SIS Login ID,Section,Homework 1 (1234),Current Score
+    Points Possible,,,,,5,
+"Liddell, Alice",101,S101,alice,A,4,80
+"Loop, Larry",102,S102,LOOPS,A,5,100
+"Corrupt, Carl",103,S103,corrupt,B,,0
+"Zeta, Zoe",104,S104,zoe,B,3,60
+"""
 
 
 # --------------------------------------------------------------------------- building submissions
@@ -137,6 +145,8 @@ with open("vandal.ipynb", "w") as f:     # its own copy: changes nothing either
     nb = solved()
     del nb.metadata["unet_teach"]
     write(nb, subs / "mystery.ipynb")          # neither a known name nor a release id
+    # the gradebook as Canvas exports it: a byte-order mark, CRLF, a Points Possible row
+    (root / "canvas.csv").write_bytes(b"\xef\xbb\xbf" + CANVAS.replace("\n", "\r\n").encode())
     return {"root": root, "source": source, "subs": subs, "essay": essay,
             "source_bytes": (source / f"{NAME}.ipynb").read_bytes(),
             "alice_bytes": (subs / "alice" / f"{NAME}.ipynb").read_bytes()}
@@ -149,12 +159,16 @@ def graded(course):
     with contextlib.redirect_stderr(stderr):
         code = cli.main(["grade", str(course["subs"]), str(course["essay"]), "--out", str(out),
                          "--source", str(course["source"]), "--jobs", "2",
-                         "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120"])
+                         "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120",
+                         "--roster", str(course["root"] / "canvas.csv"),
+                         "--roster-key", "SIS Login ID"])
     report = json.loads((out / "report.json").read_text())
     rows = {Path(r["submission"]).name: r for r in report}
+    lines = stderr.getvalue().splitlines()
     return {"code": code, "out": out, "report": report, "rows": rows,
-            "warnings": [line for line in stderr.getvalue().splitlines()
-                         if line.startswith("warning:")]}
+            "warnings": [line for line in lines if line.startswith("warning:")
+                         and not line.startswith("warning: roster:")],
+            "roster_warnings": [line for line in lines if line.startswith("warning: roster:")]}
 
 
 def points(row):
@@ -277,12 +291,62 @@ def test_unreadable_submissions_get_a_row_with_the_reason(graded, name, reason):
 def test_grades_csv_has_one_row_per_submission(graded):
     with open(graded["out"] / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["submission", "total", "max", *FULL, "error"]
+    assert list(rows[0]) == ["student", "submission", "total", "max", *FULL, "error"]
     assert len(rows) == len(graded["report"])
     alice = next(r for r in rows if r["submission"].endswith(f"alice/{NAME}.ipynb"))
     assert (alice["total"], alice["max"], alice["q2_dice"], alice["error"]) == ("10", "10", "3", "")
     essay = next(r for r in rows if r["submission"].endswith("essay.pdf"))
     assert essay["q1_pixel_accuracy"] == "" and essay["max"] == "0"
+
+
+def test_student_is_the_first_folder_under_the_root_else_the_file_stem(graded):
+    students = {name: row["student"] for name, row in graded["rows"].items()}
+    assert students[f"{NAME}.ipynb"] == "alice"                        # submissions/alice/...
+    assert students["Copy of my homework (2).ipynb"] == "renamed"      # submissions/renamed/...
+    assert students["loops.ipynb"] == "loops"                          # submissions/loops.ipynb
+    assert students["essay.pdf"] == "essay"                            # a file given by name
+    with open(graded["out"] / "grades.csv", newline="") as f:
+        csv_students = {Path(r["submission"]).name: r["student"] for r in csv.DictReader(f)}
+    assert csv_students == students
+
+
+def test_feedback_file_per_submission_says_what_failed(graded):
+    folder = graded["out"] / "feedback"
+    assert len(list(folder.glob("*.md"))) == len(graded["report"])
+    for row in graded["report"]:
+        assert (graded["out"] / row["feedback"]).is_file()
+    alice = (folder / f"alice__{NAME}.md").read_text()
+    assert alice.startswith(f"# {NAME}: 10 / 10 points")
+    assert "| q2_dice | 3 / 3 | passed |" in alice and "What failed" not in alice
+    deleted = (folder / f"deleted_tests__{NAME}.md").read_text()
+    assert deleted.startswith(f"# {NAME}: 6 / 10 points")
+    assert "| q1_pixel_accuracy | 2 / 2 | passed |" in deleted
+    assert "| q3_iou | 0 / 2 | failed |" in deleted
+    # the failed check's own message, hint included, under the question's heading
+    message = graded["rows"]["deleted_tests.ipynb"]["questions"]["q3_iou"]["error"]
+    assert f"### q3_iou (0 / 2)\n\n```text\n{message}\n```" in deleted
+    os_exit = (folder / f"os_exit__{NAME}.md").read_text()
+    assert "| q3_iou | 0 / 2 | not run |" in os_exit and "the kernel died" in os_exit
+    essay = (folder / "essay__essay.md").read_text()
+    assert "not graded" in essay and "expected a .ipynb file, got a .pdf file" in essay
+
+
+def test_roster_gets_a_column_per_exercise_and_keeps_the_rest(graded):
+    written = (graded["out"] / "roster.csv").read_bytes()
+    assert written.startswith(b"\xef\xbb\xbf")                        # BOM kept, CRLF kept
+    assert written[3:].decode() == CANVAS.replace("\n", "\r\n").replace(
+        "Current Score\r\n", f"Current Score,{NAME}\r\n").replace(
+        "5,\r\n", "5,,10\r\n").replace(          # Points Possible: the exercise's maximum
+        ",80\r\n", ",80,10\r\n").replace(",100\r\n", ",100,8\r\n").replace(
+        ",0\r\n", ",0,\r\n").replace(",60\r\n", ",60,\r\n")
+    with open(graded["out"] / "roster_problems.csv", newline="") as f:
+        problems = {(p["problem"], p["student"]) for p in csv.DictReader(f)}
+    assert problems == {("no submission", "zoe"), ("no submission", "corrupt"),
+                        ("not graded", "corrupt"),
+                        *{("not in roster", r["student"]) for r in graded["report"]
+                          if r["student"] not in ("alice", "loops", "corrupt")}}
+    assert any("no submission: zoe" in w for w in graded["roster_warnings"])
+    assert any("not in roster: renamed" in w for w in graded["roster_warnings"])
 
 
 # --------------------------------------------------------------------------- pieces, no kernels
@@ -362,3 +426,98 @@ def test_missing_source_folder_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "o"),
                      "--source", str(tmp_path / "nope")]) == 2
     assert "source folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- manually graded
+
+def _nbgrader(grade_id, **flags):
+    return {"nbgrader": {"grade_id": grade_id, "schema_version": 3, "locked": False,
+                         "solution": False, "grade": False, **flags}}
+
+
+def manual_source():
+    """A small exercise with one autograded question (2 points) and two manually graded
+    answers: a markdown one (3 points) and a code one (1 point)."""
+    new_code, new_md = nbformat.v4.new_code_cell, nbformat.v4.new_markdown_cell
+    cells = [
+        new_code("import math", id="setup", metadata=_nbgrader("setup", locked=True)),
+        new_code("def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                 id="q1-answer", metadata=_nbgrader("q1_answer", solution=True)),
+        new_code("assert double(2) == 4\n### BEGIN HIDDEN TESTS\nassert double(-1) == -2\n"
+                 "### END HIDDEN TESTS", id="q1-test",
+                 metadata=_nbgrader("q1_double", grade=True, locked=True, points=2)),
+        new_md("Why does a valid convolution shrink the image?", id="q2-question"),
+        new_md("It only looks at windows that fit inside the image.", id="q2-answer",
+               metadata=_nbgrader("q2_explain", solution=True, grade=True, points=3)),
+        new_code("def triple(x):\n    ### BEGIN SOLUTION\n    return 3 * x\n    ### END SOLUTION",
+                 id="q3-answer", metadata=_nbgrader("q3_style", solution=True, grade=True,
+                                                    points=1)),
+    ]
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+@pytest.fixture(scope="module")
+def manual(tmp_path_factory):
+    """The manual exercise released, answered by one student and left blank by another, and
+    graded."""
+    from unet_teach.course.grade import grade
+    from unet_teach.course.release import release
+
+    root = tmp_path_factory.mktemp("manual")
+    (root / "source").mkdir()
+    nbformat.write(manual_source(), root / "source" / "04_manual.ipynb")
+    release(root / "source", root / "release")
+    released_nb = nbformat.read(root / "release" / "04_manual.ipynb", as_version=4)
+    answered = copy.deepcopy(released_nb)
+    set_answer(answered, "q1-answer", "def double(x):\n    return x + x")
+    set_answer(answered, "q2-answer", "The kernel must fit inside the image.")
+    write(answered, root / "subs" / "ann" / "04_manual.ipynb")
+    write(released_nb, root / "subs" / "ben" / "04_manual.ipynb")
+    report = grade([root / "subs"], root / "out", source_dir=root / "source", jobs=2,
+                   cell_timeout=CELL_TIMEOUT, timeout=60)
+    return {"released": released_nb, "out": root / "out",
+            "rows": {row["student"]: row for row in report}}
+
+
+def test_release_stubs_manually_graded_answers(manual):
+    cells = {c.id: c for c in manual["released"].cells}
+    assert cells["q2-answer"].source == "YOUR ANSWER HERE"
+    assert cells["q3-answer"].source == ("def triple(x):\n    # YOUR CODE HERE\n"
+                                         "    raise NotImplementedError()")
+    assert cells["q2-answer"].metadata.get("editable", True) is True      # students write here
+    assert cells["q2-question"].source == manual_source().cells[3].source
+
+
+def test_release_refuses_a_manual_answer_without_points():
+    nb = manual_source()
+    del nb.cells[4].metadata.nbgrader["points"]
+    with pytest.raises(ReleaseError, match="a manually graded answer needs numeric 'points'"):
+        release_notebook(nb, "manual")
+
+
+def test_manual_questions_are_reported_apart_from_the_automatic_total(manual):
+    ann, ben = manual["rows"]["ann"], manual["rows"]["ben"]
+    assert (ann["total"], ann["max"], ann["manual_max"], ann["error"]) == (2.0, 2.0, 4.0, None)
+    assert ann["questions"]["q2_explain"] == {"points": None, "max": 3.0, "manual": True,
+                                              "error": None}
+    assert ann["questions"]["q3_style"]["manual"] is True
+    assert ann["questions"]["q1_double"] == {"points": 2.0, "max": 2.0, "manual": False,
+                                             "error": None}
+    assert list(ann["questions"]) == ["q1_double", "q2_explain", "q3_style"]   # source order
+    assert (ben["total"], ben["max"], ben["manual_max"]) == (0.0, 2.0, 4.0)
+    assert ben["questions"]["q2_explain"]["points"] is None
+    assert "not implemented" not in json.dumps(ben["questions"]["q2_explain"])
+
+
+def test_manual_questions_in_grades_csv_table_and_feedback(manual):
+    with open(manual["out"] / "grades.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert (rows["ann"]["total"], rows["ann"]["max"], rows["ann"]["q1_double"]) == ("2", "2", "2")
+    assert rows["ann"]["q2_explain"] == rows["ann"]["q3_style"] == "manual"
+    table = format_table(list(json.loads((manual["out"] / "report.json").read_text())))
+    assert table.splitlines()[1].split()[2:5] == ["2", "manual", "manual"]
+    feedback = (manual["out"] / "feedback" / "ann__04_manual.md").read_text()
+    assert feedback.startswith("# 04_manual: 2 / 2 points")
+    assert "q2_explain, q3_style (4 points in all) will be graded by hand" in feedback
+    assert "| q2_explain | - / 3 | awaiting manual grading |" in feedback

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ... import fcn as ref_fcn
+from ... import models
+from ...patches import PatchClassifier
 from ._common import call_student, report_passed
-from .. import fcn as ref_fcn
-from .. import models
-from ..patches import PatchClassifier, mirror_pad
 
 TOLERANCE = 1e-8          # float64 on the CPU: the same sums in another order agree to ~1e-12
 POINTS = {"fully_convolutional": 3, "double_conv_down": 2, "crop_and_concat": 2, "up_block": 2,
@@ -33,20 +33,6 @@ POINTS = {"fully_convolutional": 3, "double_conv_down": 2, "crop_and_concat": 2,
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _passed(name: str, n: int, points: float | None) -> None:
-    report_passed(POINTS, name, n, points)
-
-
-def _check_callable(fn, name: str) -> None:
-    if not callable(fn):
-        raise AssertionError(f"pass your function (or class) itself, e.g. check_{name}({name}), "
-                             f"not {type(fn).__name__} {fn!r:.40}")
-
-
-def _call(fn: Callable, name: str, where: str, *args):
-    return call_student(fn, name, *args, where=where)
-
 
 def _tensor(value, name: str, where: str) -> torch.Tensor:
     if value is None:
@@ -120,7 +106,6 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
         fully_convolutional: all 6 checks passed - 3 points
     """
     name = "fully_convolutional"
-    _check_callable(fn, name)
     cases = [("a 1-stage 9 px classifier", dict(window=9, convs=((3, 4),), fc=(8,)), 9, (20, 17)),
              ("a 2-stage 17 px classifier", dict(window=17, convs=((4, 6), (3, 8)), fc=(12,)), 17, (41, 30)),
              ("a 2-stage 25 px classifier with two hidden fc layers",
@@ -129,7 +114,7 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
     for seed, (where, spec, window, (h, w)) in enumerate(cases):
         net = _random_patch_net(seed, **spec)
         before = copy.deepcopy(net.state_dict())
-        fcn = _module(_call(fn, name, where, net), name, where)
+        fcn = _module(call_student(fn, name, net, where=where), name, where)
         if any(not torch.equal(before[k], v) for k, v in net.state_dict().items()):
             raise AssertionError(f"{name} changed the patch classifier's weights on {where}; "
                                  "copy them (weight.data.copy_(...)) instead")
@@ -139,7 +124,8 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
         gen = torch.Generator().manual_seed(seed)
         patch = torch.rand(2, 1, window, window, generator=gen, dtype=torch.float64)
         with torch.no_grad():
-            got_patch = _tensor(_call(fcn, name, f"{where}, one {window} px patch", patch), name, where)
+            got_patch = _tensor(call_student(fcn, name, patch,
+                                             where=f"{where}, one {window} px patch"), name, where)
             _compare(got_patch, net(patch), f"{name}(net)", f"{where}, a batch of two "
                      f"{window} x {window} patches",
                      "on one patch the converted net must give the patch net's N x K x 1 x 1 "
@@ -149,7 +135,8 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
             n += 1
             image = torch.rand(1, 1, h, w, generator=gen, dtype=torch.float64)
             expected = ref(image)
-            got = _tensor(_call(fcn, name, f"{where}, a {h} x {w} image", image), name, where)
+            got = _tensor(call_student(fcn, name, image, where=f"{where}, a {h} x {w} image"),
+                          name, where)
             # pooling floors odd sizes: a net may compute a few extra positions at the end
             got = got[..., :expected.shape[-2], :expected.shape[-1]]
             _compare(got, expected, f"{name}(net)", f"{where}, a {h} x {w} image",
@@ -157,7 +144,7 @@ def check_fully_convolutional(fn: Callable, points: float | None = None) -> None
                      "do not Flatten: each output position must be the patch net's answer on one "
                      "window, stride 2**stages apart")
             n += 1
-    _passed(name, n, points)
+    report_passed(POINTS, name, n, points)
 
 
 # --------------------------------------------------------------------------- Q2
@@ -173,12 +160,11 @@ def check_double_conv_down(double_conv: Callable, down: Callable, points: float 
         double_conv_down: all 5 checks passed - 2 points
     """
     name = "double_conv_down"
-    _check_callable(double_conv, "double_conv")
-    _check_callable(down, "down")
     n = 0
     for seed, (cin, cout, size) in enumerate([(1, 4, 12), (3, 8, 17), (5, 2, 9)]):
         where = f"double_conv({cin}, {cout}) on a 2 x {cin} x {size} x {size} input"
-        mine = _module(_call(double_conv, "double_conv", where, cin, cout), "double_conv", where).double()
+        made = call_student(double_conv, "double_conv", cin, cout, where=where)
+        mine = _module(made, "double_conv", where).double()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             ref = models.DoubleConv(cin, cout, padding="valid").double()
@@ -186,20 +172,21 @@ def check_double_conv_down(double_conv: Callable, down: Callable, points: float 
         x = torch.randn(2, cin, size, size, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
         with torch.no_grad():
-            _compare(_tensor(_call(mine, "double_conv", where, x), "double_conv", where), ref(x),
-                     "double_conv", where,
+            got = _tensor(call_student(mine, "double_conv", x, where=where), "double_conv", where)
+            _compare(got, ref(x), "double_conv", where,
                      "Conv2d(in, out, 3) -> ReLU -> Conv2d(out, out, 3) -> ReLU, no padding "
                      f"(valid): each conv trims a pixel a side, {size} -> {size - 4}")
         n += 1
     for size in (8, 13):
         where = f"down() on a 1 x 3 x {size} x {size} input"
-        mine = _module(_call(down, "down", where), "down", where)
+        mine = _module(call_student(down, "down", where=where), "down", where)
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size),
                         dtype=torch.float64)
-        _compare(_tensor(_call(mine, "down", where, x), "down", where), nn.MaxPool2d(2)(x), "down",
-                 where, "2x2 max-pooling with stride 2 (nn.MaxPool2d(2)); an odd size is floored")
+        got = _tensor(call_student(mine, "down", x, where=where), "down", where)
+        _compare(got, nn.MaxPool2d(2)(x), "down", where,
+                 "2x2 max-pooling with stride 2 (nn.MaxPool2d(2)); an odd size is floored")
         n += 1
-    _passed(name, n, points)
+    report_passed(POINTS, name, n, points)
 
 
 def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
@@ -212,7 +199,6 @@ def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
         crop_and_concat: all 4 checks passed - 2 points
     """
     name = "crop_and_concat"
-    _check_callable(fn, name)
     gen = torch.Generator().manual_seed(3)
     cases = [((1, 2, 8, 8), (1, 3, 4, 4)), ((2, 4, 64, 64), (2, 4, 56, 56)),
              ((1, 1, 9, 12), (1, 2, 6, 7)), ((1, 3, 5, 5), (1, 1, 5, 5))]
@@ -221,7 +207,7 @@ def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
         x = torch.randn(*t, generator=gen, dtype=torch.float64)
         where = f"skip {tuple(s)} and x {tuple(t)}"
         expected = torch.cat([models.center_crop(skip, *t[-2:]), x], dim=1)
-        got = _tensor(_call(fn, name, where, skip.clone(), x.clone()), name, where)
+        got = _tensor(call_student(fn, name, skip.clone(), x.clone(), where=where), name, where)
         hint = ("top = (H - h) // 2, left = (W - w) // 2, take skip[..., top:top + h, "
                 "left:left + w], then torch.cat([cropped_skip, x], dim=1) (skip first)")
         swapped = torch.cat([x, models.center_crop(skip, *t[-2:])], dim=1)
@@ -229,7 +215,7 @@ def check_crop_and_concat(fn: Callable, points: float | None = None) -> None:
                 and not torch.allclose(got, expected):
             hint = "you concatenated [x, skip]; the skip map comes first: [skip_cropped, x]"
         _compare(got, expected, name, where, hint)
-    _passed(name, len(cases), points)
+    report_passed(POINTS, name, len(cases), points)
 
 
 # --------------------------------------------------------------------------- Q3
@@ -247,13 +233,12 @@ def check_up_block(cls: Callable, points: float | None = None) -> None:
         up_block: all 3 checks passed - 2 points
     """
     name = "up_block"
-    _check_callable(cls, name)
     n = 0
     # (in_ch, out_ch, x size, skip size): even and odd crop margins, batch of 2
     for seed, (cin, cout, low, high) in enumerate([(4, 2, 6, 16), (8, 4, 5, 15), (6, 3, 7, 18)]):
         where = (f"up_block({cin}, {cout}) with x: 2 x {cin} x {low} x {low} and "
                  f"skip: 2 x {cout} x {high} x {high}")
-        mine = _module(_call(cls, name, where, cin, cout), name, where).double()
+        mine = _module(call_student(cls, name, cin, cout, where=where), name, where).double()
         with torch.random.fork_rng():
             torch.manual_seed(100 + seed)
             ref = models.Up(cin, cout, cout, cout, padding="valid").double()
@@ -262,13 +247,14 @@ def check_up_block(cls: Callable, points: float | None = None) -> None:
         x = torch.randn(2, cin, low, low, generator=g, dtype=torch.float64)
         skip = torch.randn(2, cout, high, high, generator=g, dtype=torch.float64)
         with torch.no_grad():
-            _compare(_tensor(_call(mine, name, where, x, skip), name, where), ref(x, skip), name,
-                     where, f"ConvTranspose2d({cin}, {cout}, 2, stride=2): {low} -> {2 * low}; "
+            got = _tensor(call_student(mine, name, x, skip, where=where), name, where)
+            _compare(got, ref(x, skip), name, where,
+                     f"ConvTranspose2d({cin}, {cout}, 2, stride=2): {low} -> {2 * low}; "
                      f"crop_and_concat(skip, x) -> {2 * cout} channels; then double_conv("
                      f"{2 * cout}, {cout}): {2 * low} -> {2 * low - 4}. Create the transposed "
                      "convolution before the double_conv")
         n += 1
-    _passed(name, n, points)
+    report_passed(POINTS, name, n, points)
 
 
 def check_unet(cls: Callable, points: float | None = None) -> None:
@@ -282,12 +268,12 @@ def check_unet(cls: Callable, points: float | None = None) -> None:
         unet: all 6 checks passed - 4 points
     """
     name = "unet"
-    _check_callable(cls, name)
     n = 0
     for seed, (cin, cout, depth, width, size) in enumerate(
             [(1, 2, 1, 4, 28), (1, 2, 2, 4, 60), (3, 3, 3, 2, 108)]):
         where = f"{name}({cin}, {cout}, depth={depth}, base_width={width})"
-        mine = _module(_call(cls, name, where, cin, cout, depth, width), name, where).double().eval()
+        made = call_student(cls, name, cin, cout, depth, width, where=where)
+        mine = _module(made, name, where).double().eval()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             ref = models.UNet(cin, cout, depth, width, padding="valid").double().eval()
@@ -304,13 +290,14 @@ def check_unet(cls: Callable, points: float | None = None) -> None:
                         dtype=torch.float64)
         with torch.no_grad():
             expected = ref(x)
-            got = _tensor(_call(mine, name, f"{where} on a {size} px input", x), name, where)
+            got = _tensor(call_student(mine, name, x, where=f"{where} on a {size} px input"),
+                          name, where)
         _compare(got, expected, where, f"a 1 x {cin} x {size} x {size} input",
                  f"the output side must be {expected.shape[-1]}: encoder DoubleConv + pool per "
                  "level, bottleneck, then per level up-conv, crop the skip to the up-sampled "
                  "size, concatenate [skip, up], DoubleConv; then the 1x1 head")
         n += 2
-    _passed(name, n, points)
+    report_passed(POINTS, name, n, points)
 
 
 # --------------------------------------------------------------------------- Q4
@@ -325,11 +312,10 @@ def check_valid_sizes(fn: Callable, points: float | None = None) -> None:
         valid_sizes: all 4 checks passed - 2 points
     """
     name = "valid_sizes"
-    _check_callable(fn, name)
     cases = [(540, 600, 4), (1, 80, 2), (100, 140, 1), (150, 200, 3)]
     for lo, hi, depth in cases:
         where = f"lo={lo}, hi={hi}, depth={depth}"
-        got = _call(fn, name, where, lo, hi, depth)
+        got = call_student(fn, name, lo, hi, depth, where=where)
         if got is None:
             raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
         got = [int(s) for s in got]
@@ -343,7 +329,7 @@ def check_valid_sizes(fn: Callable, points: float | None = None) -> None:
             raise AssertionError(f"{name}({lo}, {hi}, {depth}) is wrong: expected {expected}, "
                                  f"got {got} (wrongly included: {extra}, missing: {missing})."
                                  f"\nHint: {hint}")
-    _passed(name, len(cases), points)
+    report_passed(POINTS, name, len(cases), points)
 
 
 # --------------------------------------------------------------------------- Q5
@@ -371,7 +357,6 @@ def check_overlap_tile(fn: Callable, points: float | None = None) -> None:
         overlap_tile: all 3 checks passed - 4 points
     """
     name = "overlap_tile"
-    _check_callable(fn, name)
     cases = [(2, 4, (45, 38), 92), (2, 4, (61, 100), 76), (3, 2, (70, 53), 156)]
     for seed, (depth, width, (h, w), tile) in enumerate(cases):
         with torch.random.fork_rng():
@@ -379,11 +364,11 @@ def check_overlap_tile(fn: Callable, points: float | None = None) -> None:
             net = models.UNet(1, 2, depth, width, padding="valid").double().eval()
         image = np.random.default_rng(seed).random((h, w))
         where = f"a {h} x {w} image, depth-{depth} net, tile {tile}"
-        got = _tensor(_call(fn, name, where, net, image.copy(), tile), name, where)
+        got = _tensor(call_student(fn, name, net, image.copy(), tile, where=where), name, where)
         expected = _whole_image_scores(net, image)
         _compare(got, expected, name, where,
                  "mirror-pad by the context (tile - output) // 2 with np.pad(..., mode='reflect'); "
                  "place tiles a multiple of 2**depth apart (output minus overlap), so every "
                  "pooling window lines up with the whole image's; return raw scores K x H x W",
                  tolerance=1e-6)
-    _passed(name, len(cases), points)
+    report_passed(POINTS, name, len(cases), points)

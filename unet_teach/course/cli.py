@@ -1,9 +1,12 @@
 """The ``unet-teach`` command.
 
+Its subcommands (``unet-teach <subcommand> --help`` lists the options)::
+
     unet-teach info       versions, device, run profile, data folder, ISBI files verified
     unet-teach release    write the student notebooks (exercises/source -> exercises/release);
-                          ``--check`` only reports whether they are up to date
-    unet-teach grade      grade submitted notebooks into report.json and grades.csv
+                          --check only reports whether they are up to date
+    unet-teach grade      grade submitted notebooks into report.json, grades.csv and one
+                          feedback file each; --roster fills in an LMS gradebook CSV
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     import numpy
     import torch
 
-    from . import __version__
-    from .data import default_data_dir, isbi2012_status
-    from .profile import get_profile
+    from .. import __version__
+    from ..data import default_data_dir, isbi2012_status
+    from ..profile import get_profile
 
     profile = get_profile()
     rows = [
@@ -71,11 +74,46 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _roster_warnings(problems: list[dict], shown: int = 10) -> list[str]:
+    """One line per problem, at most ``shown`` of each kind (the file has them all)."""
+    lines = []
+    for kind in dict.fromkeys(p["problem"] for p in problems):
+        same = [p for p in problems if p["problem"] == kind]
+        for p in same[:shown]:
+            what = ", ".join(x for x in (p["exercise"], p["submission"], p["detail"]) if x)
+            lines.append(f"roster: {kind}: {p['student'] or '(no name)'}"
+                         + (f" ({what})" if what else ""))
+        if len(same) > shown:
+            lines.append(f"roster: {kind}: ... and {len(same) - shown} more")
+    return lines
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     """Grade submissions; print a table; exit 0 once the whole batch is graded."""
     import time
+    from pathlib import Path
 
     from .grade import format_table, grade
+    from .roster import RosterError, fill_roster, read_roster, write_problems, write_roster
+
+    out = Path(args.out)
+    roster = None
+    if args.roster or args.roster_key:
+        # checked before grading, which takes minutes, not after
+        if not (args.roster and args.roster_key):
+            print("error: --roster FILE and --roster-key COLUMN go together: the gradebook CSV "
+                  "and the column of it that holds the students' folder names",
+                  file=sys.stderr)
+            return 2
+        if (out / "roster.csv").resolve() == Path(args.roster).resolve():
+            print(f"error: the roster is {out / 'roster.csv'}, which this run would overwrite; "
+                  "pass the gradebook as exported, or another --out", file=sys.stderr)
+            return 2
+        try:
+            roster = read_roster(args.roster, args.roster_key)
+        except RosterError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     start = time.monotonic()
 
@@ -86,7 +124,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = grade(args.submissions, args.out, source_dir=args.source, jobs=args.jobs,
+            report = grade(args.submissions, out, source_dir=args.source, jobs=args.jobs,
                            cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -96,8 +134,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if not report:
         print("no notebooks found in the given paths", file=sys.stderr)
     print(format_table(report))
+    wrote = [out / "report.json", out / "grades.csv", out / "feedback"]
+    if roster is not None:
+        problems = fill_roster(roster, report)
+        write_roster(roster, out / "roster.csv")
+        write_problems(problems, out / "roster_problems.csv")
+        for line in _roster_warnings(problems):
+            print(f"warning: {line}", file=sys.stderr)
+        wrote += [out / "roster.csv", out / "roster_problems.csv"]
     print(f"\n{len(report)} submission(s) graded in {time.monotonic() - start:.0f} s; "
-          f"wrote {args.out}/report.json and {args.out}/grades.csv")
+          f"wrote {', '.join(str(p) for p in wrote)}")
     return 0
 
 
@@ -119,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr = sub.add_parser("grade", help="grade submitted notebooks")
     gr.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                     help="notebook files, or folders searched recursively for *.ipynb")
-    gr.add_argument("--out", required=True, help="folder for report.json and grades.csv")
+    gr.add_argument("--out", required=True, help="folder for report.json, grades.csv, "
+                    "feedback/ and executed/")
     gr.add_argument("--source", default="exercises/source", help="instructor notebooks "
                     "(default: %(default)s)")
     gr.add_argument("--jobs", type=int, default=None, help="notebooks graded at once "
@@ -128,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a cell may run before it is interrupted (default: %(default)s)")
     gr.add_argument("--timeout", type=float, default=600, metavar="S",
                     help="seconds a whole notebook may run (default: %(default)s)")
+    gr.add_argument("--roster", metavar="FILE", help="the gradebook CSV exported from Canvas or "
+                    "Moodle; written back as OUT/roster.csv with one column per exercise "
+                    "(needs --roster-key)")
+    gr.add_argument("--roster-key", metavar="COLUMN", help="the roster column that holds the "
+                    "names of the submission folders, e.g. 'SIS Login ID' (Canvas) or 'Email "
+                    "address' (Moodle)")
     gr.set_defaults(func=cmd_grade)
     return parser
 

@@ -23,8 +23,8 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
+from ... import cost, patches
 from ._common import call_student, report_passed
-from .. import cost, patches
 
 POINTS = {"extract_patch": 3, "sliding_window_segment": 2, "stack_macs": 3, "redundancy": 2,
           "receptive_field": 3}
@@ -60,14 +60,6 @@ def _images() -> dict[str, np.ndarray]:
             "a random 9 x 7 image": rng.random((9, 7))}
 
 
-def _passed(name: str, n: int, points: float | None) -> None:
-    report_passed(POINTS, name, n, points)
-
-
-def _call(fn: Callable, name: str, *args):
-    return call_student(fn, name, *args)
-
-
 def _number(value, name: str, where: str, expected: float, hint: str, rel: float = 1e-9) -> None:
     if value is None:
         raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
@@ -95,7 +87,7 @@ def check_extract_patch(fn: Callable, points: float | None = None) -> None:
                 continue
             n += 1
             expected = patches.extract_patch(image, row, col, window)
-            got = _call(fn, "extract_patch", image.copy(), row, col, window)
+            got = call_student(fn, "extract_patch", image.copy(), row, col, window)
             place = f"'{where}', pixel ({row}, {col}), window {window}"
             got = np.asarray(got)
             if got.shape != expected.shape:
@@ -109,7 +101,7 @@ def check_extract_patch(fn: Callable, points: float | None = None) -> None:
                              "is padded[row:row + window, col:col + window]")
                 raise AssertionError(f"extract_patch is wrong on {place}: {bad.sum()} of {bad.size} values "
                                      f"differ (largest difference {np.abs(got - expected).max():g}).\nHint: {edge}")
-    _passed("extract_patch", n, points)
+    report_passed(POINTS, "extract_patch", n, points)
 
 
 def check_sliding_window_segment(fn: Callable, points: float | None = None) -> None:
@@ -132,7 +124,7 @@ def check_sliding_window_segment(fn: Callable, points: float | None = None) -> N
     for where, image in _images().items():
         n += 1
         expected = classify(patches.extract_patches(image, 3)).reshape(image.shape)
-        got = np.asarray(_call(fn, "sliding_window_segment", classify, image.copy(), 3))
+        got = np.asarray(call_student(fn, "sliding_window_segment", classify, image.copy(), 3))
         if got.shape != expected.shape:
             raise AssertionError(f"sliding_window_segment returned shape {got.shape} on '{where}'; "
                                  f"expected {expected.shape}.\nHint: one label per pixel, reshape to image.shape")
@@ -140,7 +132,7 @@ def check_sliding_window_segment(fn: Callable, points: float | None = None) -> N
             raise AssertionError(f"sliding_window_segment is wrong on '{where}' (window 3): "
                                  f"{int((got != expected).sum())} of {got.size} labels differ.\nHint: "
                                  "give classify the mirrored patch of every pixel in row-major order")
-    _passed("sliding_window_segment", n, points)
+    report_passed(POINTS, "sliding_window_segment", n, points)
 
 
 def check_stack_macs(fn: Callable, points: float | None = None) -> None:
@@ -157,11 +149,11 @@ def check_stack_macs(fn: Callable, points: float | None = None) -> None:
     for where, layers in STACKS.items():
         size = WINDOWS[where]
         expected = cost.count_macs(to_module(layers), (1, layers[0][1], size, size))
-        got = _call(fn, "stack_macs", list(layers), size)
+        got = call_student(fn, "stack_macs", list(layers), size)
         _number(got, "stack_macs", f"'{where}' with a {size} x {size} input", expected,
                 "a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to "
                 "s - k + 1, a k-pool maps s to s // k")
-    _passed("stack_macs", len(STACKS), points)
+    report_passed(POINTS, "stack_macs", len(STACKS), points)
 
 
 def check_redundancy(fn: Callable, points: float | None = None) -> None:
@@ -179,11 +171,11 @@ def check_redundancy(fn: Callable, points: float | None = None) -> None:
         window = WINDOWS[where]
         net = to_module(layers)
         expected = cost.count_macs(net, (1, layers[0][1], window, window)) / cost.per_position_macs(net)
-        got = _call(fn, "redundancy", list(layers), window)
+        got = call_student(fn, "redundancy", list(layers), window)
         _number(got, "redundancy", f"'{where}' with window {window}", expected,
                 "divide stack_macs(layers, window) by the once-per-position cost, the sum over "
                 "convs of c_in * c_out * k * k", rel=1e-6)
-    _passed("redundancy", len(STACKS), points)
+    report_passed(POINTS, "redundancy", len(STACKS), points)
 
 
 def check_receptive_field(fn: Callable, points: float | None = None) -> None:
@@ -198,7 +190,7 @@ def check_receptive_field(fn: Callable, points: float | None = None) -> None:
     """
     for where, layers in STACKS.items():
         expected = cost.receptive_field(to_module(layers))
-        got = _call(fn, "receptive_field", list(layers))
+        got = call_student(fn, "receptive_field", list(layers))
         try:
             got = tuple(int(v) for v in got)
         except TypeError:
@@ -208,4 +200,4 @@ def check_receptive_field(fn: Callable, points: float | None = None) -> None:
             raise AssertionError(f"receptive_field is wrong on '{where}': expected {expected}, got {got}.\n"
                                  "Hint: walk the layers keeping jump (start 1): size += (k - 1) * jump, "
                                  "then jump *= stride (1 for a conv, k for a k-pool)")
-    _passed("receptive_field", len(STACKS), points)
+    report_passed(POINTS, "receptive_field", len(STACKS), points)

@@ -15,6 +15,10 @@ An exercise's *source* notebook (``exercises/source/``) carries nbgrader's cell 
 * a **grade cell** (``grade: true``, ``solution: false``) is an autograded test worth
   ``points``; lines between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` are
   removed from the release and put back by the grader;
+* a **manually graded answer** (``solution: true`` *and* ``grade: true``, usually a markdown
+  cell) is worth ``points`` that a person gives; the release replaces the answer (between the
+  markers, else the whole cell) by ``YOUR ANSWER HERE`` in markdown, the code stub in code,
+  and the grader reports the question as awaiting manual grading;
 * a **locked** cell (``locked: true``) may not be edited: the release marks grade and
   locked cells ``editable: false, deletable: false`` for Jupyter.
 
@@ -28,7 +32,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -64,6 +67,18 @@ def is_test(cell) -> bool:
     """An autograded test cell: code, ``grade: true``, ``solution: false``."""
     meta = nbgrader_meta(cell)
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_manual(cell) -> bool:
+    """A manually graded answer: ``solution: true`` and ``grade: true`` (any cell type).
+
+    Example:
+        >>> is_manual({"cell_type": "markdown", "metadata": {"nbgrader": {
+        ...     "grade_id": "q6", "solution": True, "grade": True, "points": 2}}})
+        True
+    """
+    meta = nbgrader_meta(cell)
+    return bool(meta.get("grade")) and bool(meta.get("solution"))
 
 
 def is_locked(cell) -> bool:
@@ -150,8 +165,9 @@ def check_source(nb, name: str = "notebook") -> None:
             if gid in seen:
                 raise ReleaseError(f"{where}: grade_id {gid!r} is used twice; make it unique")
             seen.add(gid)
-        if is_test(cell) and not isinstance(meta.get("points"), (int, float)):
-            raise ReleaseError(f"{where}: a test cell needs numeric 'points'")
+        if (is_test(cell) or is_manual(cell)) and not isinstance(meta.get("points"), (int, float)):
+            kind = "a test cell" if is_test(cell) else "a manually graded answer"
+            raise ReleaseError(f"{where}: {kind} needs numeric 'points'")
         if SOLUTION_BEGIN in text and not is_solution(cell):
             raise ReleaseError(f"{where}: {SOLUTION_BEGIN!r} in a cell not marked as a solution "
                                "cell would be released with the answer; set nbgrader.solution")

@@ -28,8 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import metrics
-from ._common import report_passed
+from ... import metrics
+from ._common import call_student, report_passed
 
 TOLERANCE = 1e-6
 POINTS = {"pixel_accuracy": 2, "dice": 3, "iou": 2, "mean_iou": 2, "baseline": 1}
@@ -84,34 +84,17 @@ def _close(got: float, expected: float) -> bool:
 
 
 def _call(fn: Callable, name: str, pred: np.ndarray, target: np.ndarray, where: str) -> float:
+    """``fn(pred, target)`` as one float, with a message that says what went wrong."""
     p, t = pred.copy(), target.copy()                 # your function gets copies ...
-    try:
-        value = fn(p, t)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not implemented yet: replace `raise "
-                             "NotImplementedError()` with your code") from None
-    except Exception as err:
-        raise AssertionError(f"{name}(pred, target) raised {type(err).__name__}: {err} on "
-                             f"{where} ({_describe(pred, target)})") from err
+    value = call_student(fn, name, p, t, where=f"{where} ({_describe(pred, target)})")
     if not (np.array_equal(p, pred) and np.array_equal(t, target)):   # ... to catch this
         raise AssertionError(f"{name} changed its input arrays on {where}; a metric must only "
                              "read pred and target (work on a copy, e.g. pred == 1)")
     return _scalar(value, name, where)
 
 
-def _check_callable(fn, name: str) -> None:
-    if not callable(fn):
-        raise AssertionError(f"pass your function itself, e.g. check_{name}({name}), not "
-                             f"{type(fn).__name__} {fn!r:.40}")
-
-
-def _passed(name: str, n: int, points: float | None) -> None:
-    report_passed(POINTS, name, n, points)
-
-
 def _check_metric(fn: Callable, name: str, reference: Callable, hint: str,
                   mistakes: Callable, points: float | None) -> None:
-    _check_callable(fn, name)
     cases = _cases()
     for where, pred, target in cases:
         where = f"'{where}'"
@@ -124,7 +107,7 @@ def _check_metric(fn: Callable, name: str, reference: Callable, hint: str,
         off = "" if math.isnan(got) or math.isnan(expected) else f" (off by {abs(got - expected):.6g})"
         raise AssertionError(f"{name}(pred, target) is wrong on {where} ({_describe(pred, target)}): "
                              f"expected {expected:.6g}, got {got:.6g}{off}.\nHint: {diagnosis}")
-    _passed(name, len(cases), points)
+    report_passed(POINTS, name, len(cases), points)
 
 
 def _counts(pred, target, cls=1):
@@ -256,4 +239,4 @@ def check_baseline(accuracy, dice_value, masks, points: float | None = None) -> 
                         "build the prediction np.zeros_like(masks) and use your functions")
             raise AssertionError(f"{name} is wrong: expected {expected:.6g}, got {got:.6g} "
                                  f"(off by {abs(got - expected):.6g}).\nHint: {hint}")
-    _passed("baseline", 2, points)
+    report_passed(POINTS, "baseline", 2, points)

@@ -1,0 +1,141 @@
+"""Grade collected exercise notebooks: restore the tests, run each notebook in its own kernel,
+score the test cells, write ``report.json``, ``grades.csv`` and a feedback file per submission.
+
+The pipeline, one file a phase, in the order :func:`grade` runs it::
+
+    # read.py      1. find the files and read every one, in this process, before any student
+    #                 code runs; match each to its exercise (release id, else file name)
+    # assemble.py  2. build the notebook to run: the student's cells, with every test cell
+    #                 and locked code cell (hidden tests included) taken from the source
+    # run.py       3. run it in a worker process, in a kernel in an empty temporary folder,
+    #                 with a time limit per cell and per notebook and capped output
+    #                 (pool.py starts the workers, a few at a time, and kills any that overrun)
+    # score.py     4. a test cell that ran without an error earns its points; manually graded
+    #                 questions are left to a person
+    # restore.py   5. write back any input file that student code changed while the batch ran
+    # report.py    6. report.json, grades.csv and the table on the terminal, and
+    # feedback.py     one Markdown file per submission to hand back
+
+The order is what keeps one submission from changing another's grade: everything is read
+(1) before the first kernel starts (3), and each kernel sees only its own notebook. The
+grader runs no student code in its own process. It is not a sandbox: a kernel runs as the
+user who started the grader and could reach a file by its absolute path (see the
+instructors' guide); hence phase 5, which marks a submission whose file it put back with
+``"restored": true``.
+
+Example (a blank release scores 0; this starts a kernel, so it is not run as a doctest)::
+
+    report = grade(["exercises/release/01_pixel_metrics.ipynb"], "/tmp/grades")
+    report[0]["total"], report[0]["max"]        # (0.0, 10.0)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import nbformat
+
+from .assemble import assemble
+from .feedback import feedback_text, write_feedback
+from .pool import run_jobs
+from .read import (Assignment, SubmissionError, collect, load_assignments, match,
+                   read_submission)
+from .report import format_table, question_ids, write_report
+from .restore import restore, snapshot
+from .run import STARTUP_TIMEOUT
+from .score import make_row, score_questions
+
+__all__ = ["grade", "Assignment", "SubmissionError", "assemble", "collect", "feedback_text",
+           "format_table", "load_assignments", "match", "question_ids", "read_submission",
+           "write_feedback", "write_report"]
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike = "exercises/source",
+          jobs: int | None = None, cell_timeout: float = 60, timeout: float = 600,
+          progress=None) -> list[dict]:
+    """Grade ``submissions`` (notebook files and folders), write ``out_dir/report.json``,
+    ``out_dir/grades.csv``, ``out_dir/feedback/`` and the executed notebooks under
+    ``out_dir/executed/``; return the report (one dict per submission, in the order found).
+
+    ``jobs`` notebooks run at once (default: the number of CPUs, at most 4); a cell may run
+    ``cell_timeout`` seconds, a notebook ``timeout`` seconds. ``progress``, if given, is
+    called with each finished row.
+    """
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    if jobs < 1 or cell_timeout <= 0 or timeout <= 0:
+        raise ValueError("jobs, cell_timeout and timeout must be positive")
+    assignments = load_assignments(source_dir)
+    out_dir = Path(out_dir)
+    (out_dir / "executed").mkdir(parents=True, exist_ok=True)
+    # a second run must not grade the executed notebooks of the first one
+    outside = out_dir.resolve()
+    found = [(p, s) for p, s in collect(submissions) if outside not in p.resolve().parents]
+    rows: list[dict | None] = [None] * len(found)
+
+    def done(i, row):
+        rows[i] = row
+        if progress:
+            progress(row)
+
+    # 1. read everything, and keep the bytes of every input for phase 5
+    inputs = snapshot([*(p for p, _ in found), *(a.path for a in assignments.values())])
+    todo, matched = [], {}
+    for i, (path, student) in enumerate(found):
+        shown = _display(path)
+        try:
+            sub = read_submission(path)
+        except SubmissionError as err:
+            done(i, make_row(shown, student, None, str(err)))
+            continue
+        assignment = match(path, sub, assignments)
+        if assignment is None:
+            done(i, make_row(shown, student, None, "cannot tell which exercise this is: the file "
+                             f"name matches none of {sorted(assignments)} and the notebook has no "
+                             "release id"))
+            continue
+        # 2. the notebook to run
+        nb, tests = assemble(sub, assignment)
+        matched[i] = (assignment, tests)
+        safe = re.sub(r"[^\w.-]+", "_", path.name) or "submission.ipynb"
+        todo.append((i, {"notebook": nbformat.writes(nb), "tests": tests, "filename": safe,
+                         "cell_timeout": cell_timeout, "timeout": timeout,
+                         "executed_path": str(out_dir / "executed" / f"{i + 1:03d}_{safe}")}))
+
+    # 3. run, `jobs` workers at a time; 4. score each as it finishes
+    def finish(i, result, seconds):
+        path, student = found[i]
+        assignment, tests = matched[i]
+        questions = None                  # the worker failed: every question "not run"
+        if "replies" in result:
+            questions = score_questions(assignment, tests, result["replies"], result["stop"],
+                                        cell_timeout)
+        done(i, make_row(_display(path), student, assignment, result.get("error"), questions,
+                         result.get("seconds", seconds)))
+
+    try:
+        run_jobs(todo, jobs, hard_limit=timeout + STARTUP_TIMEOUT + 30, finish=finish)
+    finally:
+        # 5. undo what student code did to the inputs (other submissions, sources)
+        restored = restore(inputs)
+
+    for i, (path, _) in enumerate(found):
+        if path in restored and rows[i] is not None:
+            rows[i]["restored"] = True
+    for path in restored:
+        warnings.warn(f"{_display(path)} was changed while the batch ran (by a submission's "
+                      "code) and has been restored to the bytes that were graded", stacklevel=2)
+    # 6. the files
+    report = [r for r in rows if r is not None]
+    write_feedback(report, out_dir)
+    write_report(report, out_dir, assignments)
+    return report

@@ -1,0 +1,74 @@
+"""The batch's results as files and as a table: ``report.json``, ``grades.csv``, the terminal.
+
+``report.json`` is the list of rows as they are (see :mod:`~unet_teach.course.grade.score`).
+``grades.csv`` has one line per submission: ``student``, ``submission``, ``total``, ``max``,
+one column per question (its points; ``manual`` for a manually graded one) and ``error``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from .read import Assignment
+
+
+def question_ids(report: list[dict], assignments: dict[str, Assignment] | None = None) -> list[str]:
+    """Grade ids in exercise order, then any others in order of appearance."""
+    ids: list[str] = []
+    for a in (assignments or {}).values():
+        ids += [gid for gid, _, _ in a.questions if gid not in ids]
+    for row in report:
+        ids += [gid for gid in row["questions"] if gid not in ids]
+    return ids
+
+
+def _cell(question: dict | None, missing: str) -> str:
+    """A question's entry in a table: its points, ``manual``, or ``missing``."""
+    if question is None:
+        return missing
+    return "manual" if question.get("manual") else f"{question['points']:g}"
+
+
+def write_report(report: list[dict], out_dir: str | os.PathLike,
+                 assignments: dict[str, Assignment] | None = None) -> None:
+    """Write ``report.json`` (the list as is) and ``grades.csv`` (one row per submission)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    ids = question_ids(report, assignments)
+    with open(out_dir / "grades.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "submission", "total", "max", *ids, "error"])
+        for row in report:
+            q = row["questions"]
+            writer.writerow([row.get("student", ""), row["submission"], f"{row['total']:g}",
+                             f"{row['max']:g}", *[_cell(q.get(g), "") for g in ids],
+                             row["error"] or ""])
+
+
+def format_table(report: list[dict], width: int = 60) -> str:
+    """The report as a plain-text table: one line per submission, points per question.
+
+    Example:
+        >>> print(format_table([{"submission": "a.ipynb", "total": 3.0, "max": 5.0, "error": None,
+        ...                      "questions": {"q1": {"points": 3.0, "max": 3.0, "error": None},
+        ...                                    "q2": {"points": 0.0, "max": 2.0, "error": "X"}}}]))
+        submission  score  q1  q2  error
+        a.ipynb     3/5    3   0
+    """
+    ids = question_ids(report)
+    header = ["submission", "score", *ids, "error"]
+    lines = [header]
+    for row in report:
+        q = row["questions"]
+        error = row["error"] or ""
+        if len(error) > width:
+            error = error[:width - 3] + "..."
+        lines.append([row["submission"], f"{row['total']:g}/{row['max']:g}",
+                      *[_cell(q.get(g), "-") for g in ids], error])
+    widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)

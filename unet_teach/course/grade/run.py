@@ -1,0 +1,194 @@
+"""Phase 3 of grading: run one assembled notebook, in a worker process, with nbclient.
+
+The worker writes the notebook into a fresh temporary folder, the only file there, and runs
+it in a kernel started in that folder, from the top, with ``allow_errors`` (every question is
+attempted). A cell gets ``cell_timeout`` seconds and is then interrupted; the notebook gets
+``timeout`` seconds in all. Output beyond a cap is dropped as it arrives, so a notebook that
+prints 100 MB costs neither memory nor disk. The worker reports what each test cell did;
+:mod:`~unet_teach.course.grade.score` turns that into points.
+
+Messages to the parent, over a pipe: ``("kernel", pid)`` as soon as the kernel runs (so the
+parent can kill it), then ``("result", dict)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import nbformat
+
+from .score import short_error
+
+MAX_CELL_OUTPUT = 1_000_000          # characters of output kept per cell (a figure: ~50 k) ...
+MAX_NOTEBOOK_OUTPUT = 5_000_000      # ... and per notebook (the rest is dropped as it arrives)
+STARTUP_TIMEOUT = 60                 # seconds for a kernel to start
+PROBE_TIMEOUT = 5                    # seconds an interrupted kernel has to answer again
+
+
+def _label(index: int, cell) -> str:
+    """``cell 9 ("def dice(pred, ...")``: the position in the graded notebook and its start."""
+    first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+    return f'cell {index + 1} ("{first[:25]}{"..." if len(first) > 25 else ""}")'
+
+
+def _output_size(msg) -> int:
+    content = msg.get("content", {})
+    if msg.get("msg_type") == "stream":
+        return len(content.get("text", ""))
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v))
+               for v in (content.get("data") or {}).values())
+
+
+def _make_client(nb, cell_timeout: float, deadline: float, workdir: str):
+    """An nbclient ``NotebookClient`` that caps stored output (defined here so that importing
+    this module does not import nbclient)."""
+    from nbclient import NotebookClient
+
+    class CappedClient(NotebookClient):
+        """Stores at most ``MAX_CELL_OUTPUT`` characters of output per cell and
+        ``MAX_NOTEBOOK_OUTPUT`` per notebook; drops the rest as it arrives."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cell_chars: dict[int, int] = {}      # characters kept, per cell index
+            self.total_chars = 0
+            self.truncated: list[int] = []            # cells whose output was cut
+
+        def output(self, outs, msg, display_id, cell_index):
+            if msg.get("msg_type") == "error":       # always kept, but short
+                content = msg["content"]
+                content["traceback"] = [str(line)[:2000] for line in content.get("traceback", [])[-20:]]
+                content["evalue"] = str(content.get("evalue", ""))[:MAX_CELL_OUTPUT]
+                return super().output(outs, msg, display_id, cell_index)
+            size = _output_size(msg)
+            used = self.cell_chars.get(cell_index, 0)
+            if used + size > MAX_CELL_OUTPUT or self.total_chars + size > MAX_NOTEBOOK_OUTPUT:
+                if cell_index not in self.truncated:
+                    self.truncated.append(cell_index)
+                    outs.append(nbformat.v4.new_output(
+                        "stream", name="stderr",
+                        text=f"\n[grader: output beyond {MAX_CELL_OUTPUT} characters dropped]\n"))
+                return None
+            self.cell_chars[cell_index] = used + size
+            self.total_chars += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    def timeout_func(cell) -> int:
+        # nbclient treats 0 as "no limit", so never go below one second
+        return max(1, int(min(cell_timeout, deadline - time.monotonic())))
+
+    client = CappedClient(
+        nb, timeout_func=timeout_func, allow_errors=True, interrupt_on_timeout=True,
+        error_on_timeout={"ename": "CellTimeoutError",
+                          "evalue": "the cell ran longer than the time limit and was interrupted"},
+        startup_timeout=STARTUP_TIMEOUT, shutdown_kernel="immediate", record_timing=False,
+        iopub_timeout=4, resources={"metadata": {"path": workdir}})
+    return client
+
+
+async def _answers(client, timeout: float) -> bool:
+    """Whether the kernel finishes a trivial request within ``timeout`` (it may be stuck in
+    code that ignores interrupts)."""
+    msg_id = client.kc.execute("pass", store_history=False)
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        try:
+            reply = await client.kc.shell_channel.get_msg(timeout=left)
+        except Exception:                     # queue.Empty: no reply in time
+            return False
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return True
+    return False
+
+
+async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, report_pid) -> dict:
+    """Run ``nb``; return the replies of the test cells, why it stopped early (if it did) and
+    notes on the run as a whole."""
+    from nbclient.exceptions import DeadKernelError
+
+    start = time.monotonic()
+    deadline = start + timeout
+    client = _make_client(nb, cell_timeout, deadline, workdir)
+    replies: dict[int, dict] = {}
+    client.on_cell_executed = lambda cell, cell_index, execute_reply: \
+        replies.__setitem__(cell_index, execute_reply)
+    notes: list[str] = []
+    stop = None                                  # why the remaining cells were not run
+    try:
+        # the kernel's own stdout/stderr (not the cells' output) would only clutter the terminal
+        async with client.async_setup_kernel(cwd=workdir, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL):
+            report_pid(getattr(client.km.provisioner, "pid", None))
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                if time.monotonic() >= deadline:
+                    stop = f"the notebook ran longer than its {timeout:g} s limit"
+                    break
+                try:
+                    await client.async_execute_cell(cell, index)
+                except DeadKernelError:
+                    stop = (f"the kernel died in {_label(index, cell)} (os._exit, exit(), a "
+                            "crash or running out of memory)")
+                    break
+                reply = replies.get(index, {}).get("content", {})
+                if reply.get("ename") == "CellTimeoutError":
+                    if not await _answers(client, PROBE_TIMEOUT):
+                        stop = (f"{_label(index, cell)} ran past the time limit and ignored the "
+                                "interrupt")
+                        break
+                    notes.append(f"{_label(index, cell)} ran past the time limit and was "
+                                 "interrupted")
+    except DeadKernelError:
+        stop = "the kernel died"
+    except Exception as err:                         # noqa: BLE001 - kernel failed to start ...
+        stop = f"could not run the notebook: {short_error(type(err).__name__, str(err))}"
+    if client.truncated:
+        notes.append("output truncated in " + ", ".join(_label(i, nb.cells[i])
+                                                        for i in client.truncated))
+    if stop:
+        notes.append(f"{stop}; the rest was not run")
+    test_replies = {}
+    for index, _, _ in tests:
+        content = replies.get(index, {}).get("content")
+        if content is not None:                  # only what scoring reads crosses the pipe
+            test_replies[index] = {k: str(content[k]) for k in ("status", "ename", "evalue")
+                                   if k in content}
+    return {"replies": test_replies, "stop": stop, "error": "; ".join(notes) or None,
+            "seconds": round(time.monotonic() - start, 2), "nb": nb}
+
+
+def worker(job: dict, conn) -> None:
+    """Worker process: run one assembled notebook in a fresh temporary folder, send the result.
+
+    ``job`` holds the notebook as JSON text (``notebook``), its test cells (``tests``), the
+    file name to give it, the two time limits and where to save the executed notebook.
+    """
+    # Ctrl-C in the terminal goes to the whole process group; the parent handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    workdir = tempfile.mkdtemp(prefix="unet-teach-grade-")
+    try:
+        nb = nbformat.reads(job["notebook"], as_version=4)
+        path = os.path.join(workdir, job["filename"])
+        nbformat.write(nb, path)              # the only file in the kernel's folder
+        result = asyncio.run(_run(nb, job["tests"], workdir, job["cell_timeout"],
+                                  job["timeout"], lambda pid: conn.send(("kernel", pid))))
+        executed = result.pop("nb")
+        if job.get("executed_path"):
+            try:
+                nbformat.write(executed, job["executed_path"])
+            except Exception:                  # noqa: BLE001 - the grade matters more
+                pass
+        conn.send(("result", result))
+    except Exception as err:                   # noqa: BLE001 - report, never hang the batch
+        conn.send(("result", {"error": f"grader error: {short_error(type(err).__name__, str(err))}"}))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        conn.close()

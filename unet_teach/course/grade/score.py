@@ -1,0 +1,98 @@
+"""Phase 4 of grading: the points of each question, from what its test cell did.
+
+A test cell that ran without an error earns its ``points``; one that raised earns 0 and
+records the error (the exception's name, the first and the last line of its message); one
+the notebook never reached earns 0 with ``not run: <why>``. A manually graded question
+(nbgrader ``solution: true, grade: true``) gets ``"points": None, "manual": True``: a person
+gives its points, so it counts in neither the row's ``total`` nor its ``max`` (its points are
+in ``manual_max``).
+
+A row of the report, one per submission::
+
+    {"submission": "alice/01_pixel_metrics.ipynb", "student": "alice",
+     "assignment": "01_pixel_metrics", "total": 6.0, "max": 10.0, "manual_max": 0.0,
+     "error": None, "questions": {"q2_dice": {"points": 0.0, "max": 3.0, "manual": False,
+     "error": "AssertionError: ..."}, ...}, "seconds": 5.1}
+"""
+
+from __future__ import annotations
+
+from .read import Assignment
+
+MAX_ERROR_CHARS = 300                # of an error message in the report
+
+
+def short_error(ename: str, evalue: str) -> str:
+    """``Name: first line ... last line`` of an error message, at most ``MAX_ERROR_CHARS``.
+
+    Example:
+        >>> short_error("AssertionError", "dice is wrong: expected 1, got 0.\\nHint: 2 TP / ...")
+        'AssertionError: dice is wrong: expected 1, got 0. ... Hint: 2 TP / ...'
+    """
+    lines = [line.strip() for line in str(evalue).strip().splitlines() if line.strip()]
+    text = ename + (f": {lines[0]}" if lines else "") + (f" ... {lines[-1]}" if len(lines) > 1 else "")
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
+
+
+def _question(points: float | None, max_points: float, error: str | None = None,
+              manual: bool = False) -> dict:
+    return {"points": points, "max": max_points, "manual": manual, "error": error}
+
+
+def score_questions(assignment: Assignment, tests: list[tuple[int, str, float]],
+                    replies: dict[int, dict], stop: str | None, cell_timeout: float) -> dict:
+    """Every question of ``assignment``, scored.
+
+    ``tests`` is what :func:`~unet_teach.course.grade.assemble.assemble` returns with the
+    notebook, ``replies`` maps a cell index to its execute reply (``status``, ``ename``,
+    ``evalue``) and ``stop`` says why the notebook stopped early, if it did.
+
+    Example:
+        >>> a = Assignment("ex", None, None, [("q1", 2.0, False), ("q2", 1.0, True)])
+        >>> score_questions(a, [(3, "q1", 2.0)], {3: {"status": "ok"}}, None, 60)["q1"]
+        {'points': 2.0, 'max': 2.0, 'manual': False, 'error': None}
+        >>> score_questions(a, [(3, "q1", 2.0)], {}, "the kernel died", 60)["q1"]["error"]
+        'not run: the kernel died'
+    """
+    cells = {gid: index for index, gid, _ in tests}
+    questions = {}
+    for gid, points, manual in assignment.questions:
+        if manual:
+            questions[gid] = _question(None, points, manual=True)
+            continue
+        content = replies.get(cells.get(gid))
+        if content is None:
+            questions[gid] = _question(0.0, points, f"not run: {stop}" if stop else "not run")
+        elif content.get("status") == "ok":
+            questions[gid] = _question(points, points)
+        else:
+            ename = content.get("ename", content.get("status", "error"))
+            evalue = content.get("evalue", "")
+            if ename == "CellTimeoutError":
+                evalue = f"the test ran longer than {cell_timeout:g} s and was interrupted"
+            questions[gid] = _question(0.0, points, short_error(ename, evalue))
+    return questions
+
+
+def not_run(assignment: Assignment | None, why: str) -> dict:
+    """Every question of ``assignment`` scored 0 (manual ones left to a person) because the
+    notebook did not run."""
+    if assignment is None:
+        return {}
+    return {gid: _question(None, points, manual=True) if manual
+            else _question(0.0, points, f"not run: {why}")
+            for gid, points, manual in assignment.questions}
+
+
+def make_row(submission: str, student: str, assignment: Assignment | None, error: str | None,
+             questions: dict | None = None, seconds: float = 0.0) -> dict:
+    """One submission's row of the report (see the module's docstring); ``questions`` left
+    out means that the notebook did not run, for the reason ``error``."""
+    if questions is None:
+        questions = not_run(assignment, error)
+    return {"submission": submission, "student": student,
+            "assignment": assignment.name if assignment else None,
+            "total": float(sum(q["points"] for q in questions.values() if not q["manual"])),
+            "max": assignment.max if assignment else 0.0,
+            "manual_max": assignment.manual_max if assignment else 0.0,
+            "error": error, "questions": questions, "seconds": seconds}
