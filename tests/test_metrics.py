@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,10 +10,13 @@ import pytest
 import torch
 from scipy.spatial.distance import dice as scipy_dice_dissimilarity
 from scipy.spatial.distance import jaccard as scipy_jaccard_distance
+from skimage.measure import label as skimage_label
+from skimage.metrics import adapted_rand_error
 
-from unet_teach.metrics import (confusion_matrix, dice, dice_per_class, iou, iou_per_class,
-                                mean_dice, mean_iou, pixel_accuracy, pixel_error,
-                                segmentation_report)
+from unet_teach.metrics import (best_threshold, confusion_matrix, dice, dice_per_class, iou,
+                                iou_per_class, mean_dice, mean_iou, pixel_accuracy, pixel_error,
+                                rand_error, segmentation_report, threshold_sweep,
+                                variation_of_information)
 
 
 def _random_pair(rng, shape, k=2, p_flip=0.2):
@@ -272,3 +276,279 @@ def test_negative_and_out_of_range_classes():
         pixel_accuracy(np.array([0, -1]), np.array([0, 1]))
     with pytest.raises(ValueError, match="num_classes=2"):
         confusion_matrix(np.array([0, 2]), np.array([0, 1]), num_classes=2)
+
+
+# --------------------------------------------------------------------------- region scores
+# Hand-made membrane maps in the package convention: 1 = membrane, 0 = cell interior.
+
+
+def _two_cells():
+    """6 x 9: a membrane column (col 4) between two 6 x 4 cells of 24 pixels each."""
+    target = np.zeros((6, 9), dtype=np.int64)
+    target[:, 4] = 1
+    return target
+
+
+def _entropy(*p):
+    p = np.array(p, dtype=float)
+    return float(-(p * np.log2(p)).sum())
+
+
+def _brute_force_scores(pred, target, regions=0):
+    """Adapted Rand F-score and (split, merge) by counting, independent of the package.
+
+    Cells = 4-connected components (skimage.measure.label, connectivity=1); only pixels inside
+    target cells count; the prediction's non-region pixels form one segment (its label 0).
+    """
+    t = skimage_label(target == regions, connectivity=1).ravel()
+    p = skimage_label(pred == regions, connectivity=1).ravel()
+    keep = np.flatnonzero(t > 0)
+    same_t = same_p = same_both = 0
+    for i, j in itertools.combinations(keep, 2):          # every unordered pair of pixels
+        st, sp = t[i] == t[j], p[i] == p[j]
+        same_t, same_p, same_both = same_t + st, same_p + sp, same_both + (st and sp)
+    f_score = 2 * same_both / (same_t + same_p)
+    # conditional entropies from the contingency table n[true cell, predicted segment]
+    n = {}
+    for a, b in zip(t[keep], p[keep]):
+        n[a, b] = n.get((a, b), 0) + 1
+    total = len(keep)
+    rows = {a: sum(v for (x, _), v in n.items() if x == a) for a, _ in n}
+    cols = {b: sum(v for (_, y), v in n.items() if y == b) for _, b in n}
+    split = -sum(v / total * math.log2(v / rows[a]) for (a, b), v in n.items())
+    merge = -sum(v / total * math.log2(v / cols[b]) for (a, b), v in n.items())
+    return 1 - f_score, split, merge
+
+
+def test_identical_prediction_scores_zero():
+    target = _two_cells()
+    assert rand_error(target, target) == 0.0
+    assert variation_of_information(target, target) == (0.0, 0.0)
+
+
+def test_one_split_is_split_not_merge():
+    target = _two_cells()
+    pred = target.copy()
+    pred[3, :4] = 1        # an extra membrane line cuts the left cell: 12 px above, 8 below
+    assert rand_error(pred, target) > 0
+    split, merge = variation_of_information(pred, target)
+    # The 4 pixels under the new line are pred label 0, inside the left cell only, so every
+    # predicted segment lies in one true cell: no merge. The left cell (half the pixels) is
+    # spread over segments of 12, 4 and 8 of its 24 pixels.
+    assert merge == pytest.approx(0, abs=1e-12)
+    assert split == pytest.approx(0.5 * _entropy(12 / 24, 4 / 24, 8 / 24))
+
+
+def test_one_merge_is_merge_not_split():
+    target = _two_cells()
+    pred = np.zeros_like(target)          # the membrane between the cells is missing
+    split, merge = variation_of_information(pred, target)
+    assert split == pytest.approx(0, abs=1e-12)
+    assert merge == pytest.approx(1.0)    # one segment, two equal cells: 1 bit
+    # pairs: 2 C(24,2) same-cell pairs, all kept; the prediction has C(48,2) same pairs
+    same_t, same_p = 2 * math.comb(24, 2), math.comb(48, 2)
+    assert rand_error(pred, target) == pytest.approx(1 - 2 * same_t / (same_t + same_p))
+
+
+def test_thicker_membrane_costs_because_pred_label_0_is_one_segment():
+    """The prediction's membrane is 1 px thicker on each side (cols 3-5 instead of 4).
+
+    The partition of the cells is the same, but their border columns (3 and 5, 6 px each)
+    are predicted membrane. skimage ignores label 0 of the *truth* only: in the prediction
+    the 12 pixels of label 0 are one ordinary segment spanning both cells. So the error is
+    not 0: pairs across the cells inside that segment are false merges, pairs between a border
+    pixel and the rest of its cell are false splits.
+    """
+    target = _two_cells()
+    pred = target.copy()
+    pred[:, 3:6] = 1
+    # contingency table: left cell -> 18 in segment A, 6 in segment 0; right -> 6 in 0, 18 in B
+    same_both = 2 * math.comb(18, 2) + 2 * math.comb(6, 2)       # 336
+    same_t = 2 * math.comb(24, 2)                                 # 552
+    same_p = 2 * math.comb(18, 2) + math.comb(12, 2)              # 372
+    assert rand_error(pred, target) == pytest.approx(1 - 2 * same_both / (same_t + same_p))
+    assert rand_error(pred, target) == pytest.approx(1 - 672 / 924)
+    split, merge = variation_of_information(pred, target)
+    assert split == pytest.approx(_entropy(0.75, 0.25))          # each cell: 18 + 6 pixels
+    assert merge == pytest.approx(12 / 48 * 1.0)                 # segment 0: 6 + 6 pixels
+    # label 0 in the prediction is an ordinary label: renaming it changes nothing ...
+    renamed = skimage_label(pred == 0, connectivity=1)
+    renamed[renamed == 0] = renamed.max() + 1
+    cells = skimage_label(target == 0, connectivity=1)
+    assert adapted_rand_error(cells, renamed)[0] == pytest.approx(rand_error(pred, target))
+    # ... and the same count by brute force agrees
+    assert _brute_force_scores(pred, target) == pytest.approx((rand_error(pred, target),
+                                                               split, merge))
+
+
+def test_cells_are_4_connected():
+    """Two predicted cells touching only at a corner are two cells, not one."""
+    target = np.ones((6, 6), dtype=np.int64)
+    target[:3, :3] = 0            # cell A
+    target[3:, 3:] = 0            # cell B
+    target[2, 2] = 1              # in the truth A and B do not even touch at a corner
+    pred = target.copy()
+    pred[2, 2] = 0                # the prediction's A touches B at a corner: (2, 2)-(3, 3)
+    # (2, 2) is target membrane, ignored; with 4-connectivity the partitions are the same
+    assert rand_error(pred, target) == 0.0
+    assert variation_of_information(pred, target) == (0.0, 0.0)
+    # with 8-connectivity the prediction would be one segment: a merge
+    eight = skimage_label(pred == 0, connectivity=2)
+    assert eight.max() == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rand_error_and_vi_against_pair_counting(seed):
+    rng = np.random.default_rng(seed)
+    target = (rng.random((6, 7)) < 0.3).astype(np.int64)
+    pred = np.where(rng.random((6, 7)) < 0.2, 1 - target, target)
+    error, split, merge = _brute_force_scores(pred, target)
+    assert rand_error(pred, target) == pytest.approx(error)
+    assert variation_of_information(pred, target) == pytest.approx((split, merge))
+
+
+def test_isbi_labels_with_regions_255_match_package_masks():
+    rng = np.random.default_rng(4)
+    target = (rng.random((3, 20, 20)) < 0.3).astype(np.int64)     # 1 = membrane
+    pred = np.where(rng.random((3, 20, 20)) < 0.1, 1 - target, target)
+
+    def isbi(x):                                                  # 255 = cell, 0 = membrane
+        return np.where(x == 0, 255, 0).astype(np.uint8)
+
+    assert rand_error(isbi(pred), isbi(target), regions=255) == pytest.approx(
+        rand_error(pred, target))
+    assert variation_of_information(isbi(pred), isbi(target), regions=255) == pytest.approx(
+        variation_of_information(pred, target))
+
+
+def test_stack_is_scored_image_by_image_and_averaged():
+    target = _two_cells()
+    merged = np.zeros_like(target)
+    stack_t, stack_p = np.stack([target, target]), np.stack([target, merged])
+    # image 0 scores 0, image 1 is the one-merge case: the stack scores their mean
+    assert rand_error(stack_p, stack_t) == pytest.approx(rand_error(merged, target) / 2)
+    assert variation_of_information(stack_p, stack_t) == pytest.approx((0.0, 0.5))
+    assert rand_error(torch.from_numpy(stack_p), torch.from_numpy(stack_t)) == \
+        rand_error(stack_p, stack_t)
+
+
+def test_region_scores_bad_input():
+    target = _two_cells()
+    with pytest.raises(ValueError, match="same shape"):
+        rand_error(target[:, :5], target)
+    with pytest.raises(ValueError, match="regions=255"):
+        rand_error(np.ones_like(target), np.ones_like(target))      # no cell in the target
+    with pytest.raises(ValueError, match="H x W or N x H x W"):
+        variation_of_information(target[None, None], target[None, None])
+
+
+def test_segmentation_report_region_entries():
+    target = _two_cells()
+    pred = np.zeros_like(target)
+    assert "rand_error" not in segmentation_report(pred, target)
+    r = segmentation_report(pred, target, regions=0)
+    assert r["rand_error"] == rand_error(pred, target)
+    assert (r["vi_split"], r["vi_merge"]) == variation_of_information(pred, target)
+    assert r["accuracy"] == pixel_accuracy(pred, target)
+
+
+# --------------------------------------------------------------------------- threshold sweep
+
+
+def _gap_and_specks():
+    """7 x 9, membrane col 4 (p = 0.9) with a weak pixel (p = 0.4), three specks (p = 0.45)."""
+    target = np.zeros((7, 9), dtype=np.int64)
+    target[:, 4] = 1
+    probabilities = np.where(target == 1, 0.9, 0.1)
+    probabilities[3, 4] = 0.4
+    probabilities[0, 0] = probabilities[6, 0] = probabilities[6, 8] = 0.45
+    return probabilities, target
+
+
+def test_sweep_pixel_error_and_rand_error_choose_differently():
+    probabilities, target = _gap_and_specks()
+    sweep = threshold_sweep(probabilities, target, thresholds=[0.3, 0.5, 0.95])
+    np.testing.assert_allclose(sweep["thresholds"], [0.3, 0.5, 0.95])
+    # t = 0.3: the 3 specks are membrane; t = 0.5: the gap opens; t = 0.95: no membrane at all
+    np.testing.assert_allclose(sweep["pixel_error"], [3 / 63, 1 / 63, 7 / 63])
+    # t = 0.3: left cell 26 + 2 specks (segment 0), right cell 27 + 1 speck
+    same_both, same_t = math.comb(26, 2) + 1 + math.comb(27, 2), 2 * math.comb(28, 2)
+    same_p = math.comb(26, 2) + math.comb(27, 2) + math.comb(3, 2)
+    # t = 0.5: one segment holds both cells of 28
+    merged = 1 - 2 * same_t / (same_t + math.comb(56, 2))
+    np.testing.assert_allclose(sweep["rand_error"],
+                               [1 - 2 * same_both / (same_t + same_p), merged, merged])
+    assert sweep["best"] == {"pixel_error": 0.5, "rand_error": 0.3}
+    assert best_threshold(probabilities, target, [0.3, 0.5, 0.95]) == 0.3
+    assert best_threshold(probabilities, target, [0.3, 0.5, 0.95], metric="pixel_error") == 0.5
+
+
+def test_sweep_finds_the_clean_threshold_and_vi():
+    probabilities, target = _gap_and_specks()
+    probabilities[0, 0] = probabilities[6, 0] = probabilities[6, 8] = 0.2   # specks fainter
+    sweep = threshold_sweep(probabilities, target, thresholds=[0.1, 0.3, 0.6],
+                            metrics=("pixel_error", "rand_error", "vi_split", "vi_merge", "vi"))
+    # 0.3 sits between everything interior (<= 0.2) and everything membrane (>= 0.4)
+    assert sweep["best"] == dict.fromkeys(("pixel_error", "rand_error", "vi_split",
+                                           "vi_merge", "vi"), 0.3)
+    for m in ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi"):
+        assert sweep[m][1] == pytest.approx(0, abs=1e-12), m
+    np.testing.assert_allclose(sweep["vi"], sweep["vi_split"] + sweep["vi_merge"])
+    assert sweep["vi_merge"][2] == pytest.approx(1.0)       # the gap merges two equal cells
+    assert sweep["vi_split"][2] == pytest.approx(0, abs=1e-12)
+
+
+def test_sweep_default_thresholds_shapes_and_averaging():
+    probabilities, target = _gap_and_specks()
+    perfect = target.astype(float)
+    stack_p, stack_t = np.stack([probabilities, perfect]), np.stack([target, target])
+    sweep = threshold_sweep(torch.from_numpy(stack_p), torch.from_numpy(stack_t))
+    assert set(sweep) == {"thresholds", "pixel_error", "rand_error", "best"}
+    np.testing.assert_allclose(sweep["thresholds"], np.arange(1, 20) * 0.05)
+    assert sweep["pixel_error"].shape == sweep["rand_error"].shape == (19,)
+    one = threshold_sweep(probabilities, target)
+    # the perfect image scores 0 at every threshold strictly below 1: the mean halves
+    np.testing.assert_allclose(sweep["rand_error"], one["rand_error"] / 2, atol=1e-12)
+    np.testing.assert_allclose(sweep["pixel_error"], one["pixel_error"] / 2)
+
+
+def test_sweep_regions_1_scores_foreground_objects():
+    """Nuclei: the objects are the foreground (class 1), above the threshold."""
+    target = np.zeros((5, 9), dtype=np.int64)
+    target[1:4, 1:4] = target[1:4, 5:8] = 1                  # two nuclei, one column apart
+    probabilities = np.where(target == 1, 0.8, 0.1)
+    probabilities[2, 4] = 0.5                                 # a bridge between the nuclei
+    sweep = threshold_sweep(probabilities, target, thresholds=[0.3, 0.6], regions=1,
+                            metrics=("rand_error", "vi_merge"))
+    assert sweep["rand_error"][1] == 0.0 and sweep["rand_error"][0] > 0
+    assert sweep["vi_merge"][0] == pytest.approx(1.0)         # bridged: one object, two nuclei
+    assert sweep["best"] == {"rand_error": 0.6, "vi_merge": 0.6}
+
+
+def test_sweep_bad_input():
+    probabilities, target = _gap_and_specks()
+    with pytest.raises(ValueError, match="same shape"):
+        threshold_sweep(probabilities[:, :5], target)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*sigmoid"):
+        threshold_sweep(probabilities * 4 - 2, target)                  # logits, not probabilities
+    with pytest.raises(ValueError, match="nan"):
+        threshold_sweep(np.full_like(probabilities, np.nan), target)
+    with pytest.raises(ValueError, match="probs\\[:, 1\\]"):
+        threshold_sweep(np.stack([1 - probabilities, probabilities])[None], target[None, None])
+    with pytest.raises(ValueError, match="no pixel labelled regions=0"):
+        threshold_sweep(probabilities, np.ones_like(target))
+    with pytest.raises(ValueError, match="no pixel labelled regions=1"):
+        threshold_sweep(probabilities, np.zeros_like(target), regions=1)
+    with pytest.raises(ValueError, match=r"label == 0"):
+        threshold_sweep(probabilities, np.where(target == 0, 255, 0))   # an ISBI label file
+    with pytest.raises(ValueError, match="regions must be 0"):
+        threshold_sweep(probabilities, target, regions=255)
+    with pytest.raises(ValueError, match="thresholds"):
+        threshold_sweep(probabilities, target, thresholds=[0.5, 1.5])
+    with pytest.raises(ValueError, match="metrics"):
+        threshold_sweep(probabilities, target, metrics=("dice",))
+    with pytest.raises(ValueError, match="metrics"):
+        threshold_sweep(probabilities, target, metrics="rand_error")
+    # pixel error alone needs no cells
+    assert threshold_sweep(probabilities, np.ones_like(target), [0.5],
+                           metrics=("pixel_error",))["pixel_error"].shape == (1,)
