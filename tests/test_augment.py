@@ -1,0 +1,477 @@
+"""unet_teach.augment against independent references: np.roll for translations, hand-worked
+interpolation, the dihedral group built from transposes and flips, the drawn lattice
+vectors, torch's grid_sample against scipy's map_coordinates, and DataLoader workers
+against the main process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch.utils.data import DataLoader
+
+from unet_teach.augment import (DIHEDRAL, Augment, AugmentedDataset, contrast,
+                                displacement_field, elastic, elastic_torch, flip_rotate, gamma,
+                                gaussian_noise, interpolate_lattice, invert_flip_rotate,
+                                lattice_displacements, lattice_points, random_flip_rotate,
+                                random_intensity)
+from unet_teach.losses import weight_map
+
+
+def _blobs(shape=(96, 96), seed=0, labels=(0, 1)) -> np.ndarray:
+    """Smooth random blobs: an integer mask with large regions of each label."""
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 6)
+    edges = np.quantile(noise, np.linspace(0, 1, len(labels) + 1)[1:-1])
+    return np.asarray(labels)[np.digitize(noise, edges)]
+
+
+def _image(shape=(96, 96), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape).astype(np.float32)
+
+
+def _interior(a: np.ndarray, border: int) -> np.ndarray:
+    return a[..., border:-border, border:-border]
+
+
+# ------------------------------------------------------------------------------- elastic
+
+def test_elastic_with_sigma_zero_returns_exact_copies():
+    img, msk = _image(), _blobs()
+    out, out_mask = elastic(img, msk, sigma=0.0, seed=0)
+    assert np.array_equal(out, img) and np.array_equal(out_mask, msk)
+    assert out is not img and out_mask is not msk
+    assert elastic(img, None, sigma=0.0)[1] is None
+
+
+@pytest.mark.parametrize("shape, dtype", [((40, 48), np.float32), ((3, 40, 48), np.float64)])
+@pytest.mark.parametrize("mask_dtype", [np.int32, np.int64, np.uint8])
+def test_elastic_keeps_shapes_and_dtypes(shape, dtype, mask_dtype):
+    img = np.random.default_rng(0).random(shape).astype(dtype)
+    msk = _blobs(shape[-2:]).astype(mask_dtype)
+    out, out_mask = elastic(img, msk, sigma=5.0, seed=1)
+    assert out.shape == img.shape and out.dtype == img.dtype
+    assert out_mask.shape == msk.shape and out_mask.dtype == msk.dtype
+    assert elastic(img, None, seed=1)[1] is None
+
+
+def test_elastic_keeps_the_label_set():
+    msk = _blobs(labels=(0, 3, 7, 250))
+    for seed in range(5):
+        _, out_mask = elastic(_image(), msk, sigma=10.0, seed=seed)
+        assert set(np.unique(out_mask)) <= {0, 3, 7, 250}
+
+
+def test_elastic_is_deterministic_per_seed_and_different_across_seeds():
+    img, msk = _image(), _blobs()
+    a, b, c = (elastic(img, msk, seed=s) for s in (4, 4, 5))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.allclose(a[0], c[0])
+    # A Generator is drawn from, not reset: two calls with one stream differ.
+    rng = np.random.default_rng(0)
+    assert not np.allclose(elastic(img, None, seed=rng)[0], elastic(img, None, seed=rng)[0])
+
+
+def test_elastic_gives_every_channel_the_same_field():
+    img = np.stack([_image(seed=0), _image(seed=1)])            # 2 x H x W
+    out, _ = elastic(img, None, seed=3)
+    for c in range(2):
+        assert np.allclose(out[c], elastic(img[c], None, seed=3)[0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_deformed_image_and_mask_stay_aligned(seed):
+    msk = _blobs(seed=seed)
+    out, out_mask = elastic(msk.astype(np.float64), msk, sigma=10.0, seed=seed)
+    agree = (_interior(out, 8) > 0.5) == (_interior(out_mask, 8) == 1)
+    assert agree.mean() >= 0.99
+    assert (out_mask != msk).mean() > 0.01                      # and it did deform
+
+
+# ---------------------------------------------------------------------- displacement field
+
+@pytest.mark.parametrize("grid", [2, 3, 5])
+def test_field_equals_the_drawn_vectors_at_the_lattice_points(grid):
+    shape = (65, 81)                                 # 64 and 80 divide by grid - 1
+    field = displacement_field(shape, sigma=10.0, grid=grid, rng=7)
+    drawn = lattice_displacements(grid, 10.0, rng=7)             # 2 x grid x grid
+    ys, xs = lattice_points(shape, grid).astype(int)
+    np.testing.assert_allclose(field[:, ys, xs], drawn, atol=1e-9)
+    # corners included
+    for corner in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        np.testing.assert_allclose(field[(slice(None), *corner)], drawn[(slice(None), *corner)],
+                                   atol=1e-9)
+
+
+def test_lattice_points_span_the_image_corners():
+    pts = lattice_points((33, 17), grid=3)
+    assert pts.shape == (2, 3, 3)
+    np.testing.assert_array_equal(pts[0, :, 0], [0, 16, 32])
+    np.testing.assert_array_equal(pts[1, 0], [0, 8, 16])
+
+
+def test_two_by_two_lattice_falls_back_to_bilinear():
+    coarse = np.random.default_rng(0).normal(size=(2, 2, 2))
+    field = interpolate_lattice(coarse, (5, 9))
+    t, s = np.linspace(0, 1, 5)[:, None], np.linspace(0, 1, 9)[None, :]
+    expected = ((1 - t) * (1 - s) * coarse[:, :1, :1] + (1 - t) * s * coarse[:, :1, 1:]
+                + t * (1 - s) * coarse[:, 1:, :1] + t * s * coarse[:, 1:, 1:])
+    np.testing.assert_allclose(field, expected, atol=1e-12)
+
+
+def test_lattice_vectors_have_standard_deviation_sigma():
+    shape, sigma = (33, 33), 10.0
+    ys, xs = lattice_points(shape, 3).astype(int)
+    values = np.concatenate([displacement_field(shape, sigma, 3, rng=s)[:, ys, xs].ravel()
+                             for s in range(300)])              # 5400 values
+    assert abs(values.std() - sigma) < 0.05 * sigma
+    assert abs(values.mean()) < 0.05 * sigma
+
+
+def test_a_constant_field_is_a_translation():
+    img, msk = _image(), _blobs()
+    field = np.stack([np.full(img.shape, 3.0), np.full(img.shape, -5.0)])
+    out, out_mask = elastic(img, msk, field=field)
+    # the output at p reads the input at p + d, so the content moves by -d
+    np.testing.assert_allclose(_interior(out, 8), _interior(np.roll(img, (-3, 5), (0, 1)), 8))
+    np.testing.assert_array_equal(_interior(out_mask, 8),
+                                  _interior(np.roll(msk, (-3, 5), (0, 1)), 8))
+
+
+def test_a_half_pixel_shift_averages_neighbours_linearly():
+    img = _image()
+    field = np.stack([np.zeros(img.shape), np.full(img.shape, 0.5)])
+    out, _ = elastic(img, None, field=field)
+    np.testing.assert_allclose(out[:, :-1], (img[:, :-1] + img[:, 1:]) / 2, rtol=1e-6)
+
+
+def test_borders_are_mirrored_like_numpy_reflect():
+    img = _image((16, 16))
+    field = np.stack([np.zeros(img.shape), np.full(img.shape, -3.0)])
+    out, _ = elastic(img, None, field=field)
+    padded = np.pad(img, 3, mode="reflect")[3:-3]                # row -1 is row 1
+    np.testing.assert_allclose(out, padded[:, :16], rtol=1e-6)
+
+
+@pytest.mark.parametrize("image, mask, kwargs, match", [
+    (np.zeros((2, 1, 8, 8)), None, {}, "H x W or C x H x W"),
+    (np.zeros((8, 8), np.uint8), None, {}, "255"),
+    (np.zeros((8, 8)), np.zeros((8, 9), int), {}, "does not fit"),
+    (np.zeros((8, 8)), np.zeros((8, 8)), {}, "astype"),
+    (np.zeros((8, 8)), None, {"sigma": -1.0}, ">= 0"),
+    (np.zeros((8, 8)), None, {"grid": 1}, ">= 2"),
+    (np.zeros((8, 8)), None, {"field": np.zeros((2, 8, 9))}, "2 x H x W"),
+])
+def test_elastic_rejects_bad_input_saying_what_to_do(image, mask, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        elastic(image, mask, **kwargs)
+
+
+# ---------------------------------------------------------------------- flips and rotations
+
+def test_dihedral_is_the_8_symmetries_of_the_square():
+    a = np.arange(16).reshape(4, 4)                              # no symmetry of its own
+    ours = {flip_rotate(a, None, k, f)[0].tobytes() for k, f in DIHEDRAL}
+    # the same group, built independently from transpose and the two flips
+    reference = {m.tobytes() for t in (a, a.T) for m in
+                 (t, t[::-1].copy(), t[:, ::-1].copy(), t[::-1, ::-1].copy())}
+    assert len(DIHEDRAL) == 8 and len(ours) == 8 and ours == reference
+    assert DIHEDRAL[0] == (0, False)
+    np.testing.assert_array_equal(flip_rotate(a, None, 1, False)[0], np.rot90(a))
+    np.testing.assert_array_equal(flip_rotate(a, None, 0, True)[0], a[:, ::-1])
+
+
+@pytest.mark.parametrize("k, flip", DIHEDRAL)
+def test_invert_flip_rotate_is_the_exact_inverse(k, flip):
+    probs = np.random.default_rng(0).random((3, 4, 6))          # K x H x W, not square
+    np.testing.assert_array_equal(invert_flip_rotate(flip_rotate(probs, None, k, flip)[0],
+                                                     k, flip), probs)
+    t = torch.from_numpy(probs)[None]                            # N x K x H x W tensor
+    transformed = flip_rotate(t, None, k, flip)[0]
+    assert torch.equal(transformed, torch.from_numpy(flip_rotate(probs, None, k, flip)[0])[None])
+    assert torch.equal(invert_flip_rotate(transformed, k, flip), t)
+
+
+@pytest.mark.parametrize("k, flip", DIHEDRAL)
+def test_flip_rotate_moves_image_and_mask_together(k, flip):
+    msk = _blobs((12, 20))
+    img = np.stack([msk, 2 * msk]).astype(np.float32)           # 2 x H x W
+    out, out_mask = flip_rotate(img, msk, k, flip)
+    np.testing.assert_array_equal(out[0], out_mask)
+    np.testing.assert_array_equal(out[1], 2 * out_mask)
+    assert out.flags.c_contiguous and torch.from_numpy(out_mask) is not None
+
+
+def test_random_flip_rotate_draws_all_eight_and_moves_both():
+    msk = np.arange(16).reshape(4, 4)
+    seen = set()
+    for seed in range(200):
+        img, out_mask = random_flip_rotate(msk.astype(float), msk, np.random.default_rng(seed))
+        np.testing.assert_array_equal(img, out_mask)
+        seen.add(out_mask.tobytes())
+    assert len(seen) == 8
+
+
+def test_flip_rotate_rejects_bad_k_and_mismatched_mask():
+    with pytest.raises(ValueError, match="0..3"):
+        flip_rotate(np.zeros((4, 4)), None, 4, False)
+    with pytest.raises(ValueError, match="does not fit"):
+        flip_rotate(np.zeros((4, 4)), np.zeros((4, 5), int), 1, False)
+
+
+# ------------------------------------------------------------------------------- intensity
+
+def test_gamma_is_a_clipped_power():
+    img = np.linspace(-0.2, 1.2, 50, dtype=np.float32).reshape(5, 10)
+    out = gamma(img, 0.7)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    np.testing.assert_allclose(out, np.clip(img, 0, 1) ** 0.7, rtol=1e-6)
+    with pytest.raises(ValueError, match="> 0"):
+        gamma(img, 0.0)
+
+
+def test_contrast_scales_around_each_channel_mean():
+    img = np.random.default_rng(0).uniform(0.4, 0.6, (2, 8, 8))
+    out = contrast(img, 1.5)                                     # no clipping needed here
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), img.mean(axis=(1, 2)))
+    np.testing.assert_allclose(out.std(axis=(1, 2)), 1.5 * img.std(axis=(1, 2)))
+    flat = contrast(img, 0.0)
+    np.testing.assert_allclose(flat, np.broadcast_to(img.mean(axis=(1, 2))[:, None, None],
+                                                     img.shape))
+    big = contrast(img.astype(np.float32), 10.0)
+    assert big.dtype == np.float32 and big.min() == 0 and big.max() == 1
+    with pytest.raises(ValueError, match=">= 0"):
+        contrast(img, -1.0)
+
+
+def test_gaussian_noise_has_the_asked_std_and_stays_in_range():
+    img = np.full((128, 128), 0.5, np.float32)
+    out = gaussian_noise(img, 0.05, rng=0)
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    assert abs((out - img).std() - 0.05) < 0.003
+    np.testing.assert_array_equal(out, gaussian_noise(img, 0.05, rng=0))
+    assert gaussian_noise(np.ones((4, 4)), 0.5, rng=0).max() <= 1
+    with pytest.raises(ValueError, match=">= 0"):
+        gaussian_noise(img, -0.1)
+
+
+def test_random_intensity_ranges_and_identity():
+    img = np.random.default_rng(0).random((2, 16, 16)).astype(np.float32)
+    for seed in range(10):
+        out = random_intensity(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.float32
+        assert 0 <= out.min() and out.max() <= 1
+    same = random_intensity(img, 0, gamma_range=(1, 1), contrast_range=(1, 1),
+                            noise_std=(0, 0))
+    np.testing.assert_allclose(same, img, atol=1e-6)
+    with pytest.raises(ValueError, match="255"):
+        random_intensity(np.zeros((4, 4), np.uint8), 0)
+
+
+def test_intensity_changes_leave_the_mask_untouched():
+    img, msk = _image(), _blobs()
+    out, out_mask = Augment(flip_rotate=False, elastic=False)(img, msk, 0)
+    np.testing.assert_array_equal(out_mask, msk)
+    assert not np.allclose(out, img)
+
+
+# -------------------------------------------------------------------------------- pipeline
+
+def test_augment_pipeline_switches():
+    img, msk = _image(), _blobs()
+    off = Augment(flip_rotate=False, elastic=False, intensity=False)
+    out, out_mask = off(img, msk, 0)
+    assert np.array_equal(out, img) and np.array_equal(out_mask, msk)
+    # geometry only: image (a copy of the mask) and mask still move together
+    out, out_mask = Augment(intensity=False)(msk.astype(np.float64), msk, 3)
+    assert ((_interior(out, 8) > 0.5) == (_interior(out_mask, 8) == 1)).mean() >= 0.99
+    assert not np.array_equal(out_mask, msk)
+    # p_elastic=0 with no flips is the identity on geometry
+    same = Augment(flip_rotate=False, intensity=False, p_elastic=0.0)(img, msk, 0)
+    assert np.array_equal(same[0], img)
+    with pytest.raises(ValueError, match="probability"):
+        Augment(p_elastic=2.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        Augment(sigma=-1.0)
+
+
+# ---------------------------------------------------------------------------- data set
+
+def _as_float(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.float64)
+
+
+def _paper_weights(mask: np.ndarray) -> np.ndarray:
+    return weight_map(ndimage.label(mask)[0])
+
+
+def _data(n=6, shape=(32, 32)):
+    images = np.random.default_rng(0).random((n, *shape)).astype(np.float32)
+    masks = np.stack([_blobs(shape, seed=i) for i in range(n)])
+    return images, masks
+
+
+def _items(ds, order=None):
+    return [ds[i] for i in (order or range(len(ds)))]
+
+
+def _equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_dataset_is_deterministic_per_seed_epoch_and_index():
+    images, masks = _data()
+    ds = AugmentedDataset(images, masks, Augment(), seed=0)
+    first = _items(ds)
+    again = _items(AugmentedDataset(images, masks, Augment(), seed=0), order=[5, 3, 1, 0, 2, 4])
+    assert all(_equal(first[i], again[[5, 3, 1, 0, 2, 4].index(i)]) for i in range(6))
+    assert _equal(first[0], ds[0])
+    other_seed = AugmentedDataset(images, masks, Augment(), seed=1)[0]
+    assert not torch.equal(first[0][0], other_seed[0])
+
+
+def test_dataset_differs_across_epochs():
+    images, masks = _data()
+    ds = AugmentedDataset(images, masks, Augment(), seed=0)
+    before = _items(ds)
+    ds.set_epoch(1)
+    assert ds.epoch == 1
+    assert all(not torch.equal(a[0], b[0]) for a, b in zip(before, _items(ds)))
+    ds.set_epoch(0)
+    assert all(_equal(a, b) for a, b in zip(before, _items(ds)))
+
+
+def _batches(loader):
+    return [torch.cat(parts) for parts in zip(*loader)]
+
+
+def test_dataloader_workers_give_the_same_batches_as_the_main_process():
+    images, masks = _data(n=8)
+    ds = AugmentedDataset(images, masks, Augment(), seed=3, weight_fn=_as_float, crop=24)
+    ds.set_epoch(2)
+    main = _batches(DataLoader(ds, batch_size=2, num_workers=0))
+    workers = _batches(DataLoader(ds, batch_size=2, num_workers=2))
+    assert _equal(main, workers)
+
+
+def test_set_epoch_reaches_persistent_workers():
+    images, masks = _data(n=4)
+    ds = AugmentedDataset(images, masks, Augment(), seed=0)
+    loader = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        seen.append(_batches(loader))
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        assert _equal(seen[epoch], _batches(DataLoader(ds, batch_size=2)))
+    assert not torch.equal(seen[0][0], seen[1][0])
+
+
+def test_weight_fn_sees_the_augmented_mask():
+    images, masks = _data()
+    ds = AugmentedDataset(images, masks, Augment(), seed=0, weight_fn=_as_float, crop=20)
+    for image, mask, weight in _items(ds):
+        assert weight.dtype == torch.float32 and weight.shape == mask.shape == (20, 20)
+        assert torch.equal(weight, mask.float())
+    _, mask, weight = AugmentedDataset(images, masks, Augment(), weight_fn=_paper_weights)[0]
+    np.testing.assert_allclose(weight.numpy(), _paper_weights(mask.numpy()))
+
+
+@pytest.mark.parametrize("images_shape", [(4, 32, 40), (4, 3, 32, 40)])
+def test_dataset_items_have_the_training_dtypes_and_crop_size(images_shape):
+    images = np.random.default_rng(0).random(images_shape)       # float64 in, float32 out
+    masks = np.stack([_blobs((32, 40), seed=i) for i in range(4)]).astype(np.int32)
+    channels = 1 if len(images_shape) == 3 else 3
+    image, mask = AugmentedDataset(images, masks, Augment(), crop=(16, 24))[1]
+    assert image.shape == (channels, 16, 24) and image.dtype == torch.float32
+    assert mask.shape == (16, 24) and mask.dtype == torch.int64
+    plain = AugmentedDataset(images, masks, None)[1]
+    np.testing.assert_allclose(plain[0].numpy(), images[1].reshape(channels, 32, 40),
+                               rtol=1e-6)
+    assert torch.equal(plain[1], torch.from_numpy(masks[1]).long())
+
+
+def test_dataset_rejects_bad_input():
+    images, masks = _data()
+    with pytest.raises(ValueError, match="do not match"):
+        AugmentedDataset(images, masks[:3], Augment())
+    with pytest.raises(ValueError, match="crop"):
+        AugmentedDataset(images, masks, Augment(), crop=40)
+    with pytest.raises(ValueError, match="astype"):
+        AugmentedDataset(images, masks.astype(float), Augment())
+    with pytest.raises(ValueError, match="shorter side"):
+        # a quarter turn makes 32 x 40 into 40 x 32, where a 36-high crop no longer fits
+        ds = AugmentedDataset(np.zeros((8, 32, 40)), np.zeros((8, 32, 40), int), Augment(),
+                              crop=(30, 36))
+        _items(ds)
+
+
+# --------------------------------------------------------------------------- elastic_torch
+
+def test_elastic_torch_with_sigma_zero_is_the_identity():
+    x, y = torch.rand(2, 3, 24, 24), torch.randint(0, 4, (2, 24, 24))
+    xd, yd = elastic_torch(x, y, sigma=0.0)
+    assert torch.equal(xd, x) and torch.equal(yd, y) and xd is not x
+    assert elastic_torch(x, None, sigma=0.0)[1] is None
+
+
+def test_elastic_torch_shapes_labels_and_generator():
+    x = torch.rand(3, 2, 40, 48, dtype=torch.float64)
+    y = torch.from_numpy(np.stack([_blobs((40, 48), seed=i, labels=(0, 2, 5))
+                                   for i in range(3)])).int()
+    xd, yd = elastic_torch(x, y, generator=torch.Generator().manual_seed(0))
+    assert xd.shape == x.shape and xd.dtype == x.dtype
+    assert yd.shape == y.shape and yd.dtype == torch.int32
+    assert set(yd.unique().tolist()) <= {0, 2, 5} and not torch.equal(yd, y)
+    again = elastic_torch(x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(xd, again[0]) and torch.equal(yd, again[1])
+    # one field per sample: identical inputs come out differently
+    same = elastic_torch(x[:1].expand(2, -1, -1, -1), sigma=10.0,
+                         generator=torch.Generator().manual_seed(1))[0]
+    assert not torch.allclose(same[0], same[1])
+
+
+def test_elastic_torch_agrees_with_scipy_under_the_same_field():
+    msk = np.stack([_blobs((64, 64), seed=s, labels=(0, 1, 2)) for s in range(2)])
+    img = np.stack([np.stack([_image((64, 64), seed=s), msk[s] / 2.0]) for s in range(2)])
+    fields = np.stack([displacement_field((64, 64), 10.0, 3, rng=s) for s in range(2)])
+    xd, yd = elastic_torch(torch.from_numpy(img).float(), torch.from_numpy(msk),
+                           field=torch.from_numpy(fields))
+    for s in range(2):
+        ref, ref_mask = elastic(img[s], msk[s], field=fields[s])
+        np.testing.assert_allclose(_interior(xd[s].numpy(), 8), _interior(ref, 8), atol=1e-4)
+        # mirrored borders agree too (reflection with align_corners=True is scipy's "mirror")
+        np.testing.assert_allclose(xd[s].numpy(), ref, atol=1e-4)
+        assert (yd[s].numpy() == ref_mask).mean() >= 0.999      # nearest: ties may differ
+    # one 2 x H x W field for the whole batch
+    shared = elastic_torch(torch.from_numpy(img).float(), field=torch.from_numpy(fields[0]))[0]
+    np.testing.assert_allclose(shared[1].numpy(), elastic(img[1], None, field=fields[0])[0],
+                               atol=1e-4)
+
+
+def test_elastic_torch_displacements_have_standard_deviation_sigma():
+    # Deform the pixel coordinates themselves: at the lattice's centre pixel the output
+    # minus the input is that pixel's displacement, drawn with standard deviation sigma.
+    n, size, sigma = 1000, 33, 3.0
+    ramp = torch.arange(size, dtype=torch.float64)
+    coords = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"))        # 2 x H x W
+    out, _ = elastic_torch(coords.expand(n, 2, size, size).clone(), sigma=sigma,
+                           generator=torch.Generator().manual_seed(0))
+    d = (out - coords)[:, :, size // 2, size // 2]                           # N x 2
+    assert abs(d.std().item() - sigma) < 0.05 * sigma
+    assert abs(d.mean().item()) < 0.05 * sigma
+
+
+@pytest.mark.parametrize("images, masks, kwargs, match", [
+    (torch.zeros(1, 8, 8), None, {}, "N x C x H x W"),
+    (torch.zeros(1, 1, 8, 8, dtype=torch.uint8), None, {}, "255"),
+    (torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 9, dtype=torch.long), {}, "do not fit"),
+    (torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 8), {}, "long"),
+    (torch.zeros(1, 1, 8, 8), None, {"sigma": -1.0}, ">= 0"),
+    (torch.zeros(1, 1, 8, 8), None, {"grid": 1}, ">= 2"),
+    (torch.zeros(1, 1, 8, 8), None, {"field": torch.zeros(1, 2, 8, 9)}, "2 x H x W"),
+])
+def test_elastic_torch_rejects_bad_input(images, masks, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        elastic_torch(images, masks, **kwargs)

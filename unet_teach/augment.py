@@ -1,0 +1,594 @@
+"""Data augmentation for U-Net training, as the U-Net paper does it: image and mask together.
+
+With a few dozen annotated images, the paper's key to learning is to show the net many
+*plausible* versions of each: "smooth deformations using random displacement vectors on a
+coarse 3 by 3 grid [...] sampled from a Gaussian distribution with 10 pixels standard
+deviation. Per-pixel displacements are then computed using bicubic interpolation."
+(Ronneberger et al., 2015). The file, in order:
+
+1. ``lattice_points``, ``lattice_displacements``, ``interpolate_lattice`` and
+   ``displacement_field`` - the coarse random lattice and the smooth per-pixel field;
+2. ``elastic``             - resample image (linear) and mask (nearest) along that field;
+3. ``DIHEDRAL``, ``flip_rotate``, ``random_flip_rotate``, ``invert_flip_rotate`` - the 8
+   flips and quarter turns (and their inverses, for test-time augmentation);
+4. ``gamma``, ``contrast``, ``gaussian_noise``, ``random_intensity`` - intensity changes,
+   image only;
+5. ``Augment``             - the pipeline: flip/rotate, then elastic, then intensity;
+6. ``AugmentedDataset``    - a torch ``Dataset`` applying it, reproducible per
+   (seed, epoch, index) and safe with ``DataLoader`` workers;
+7. ``elastic_torch``       - the same deformation, batched on the GPU with ``grid_sample``.
+
+Conventions. A displacement field is ``2 x H x W`` (dy, dx) in pixels, and it is read
+*backwards*: the output pixel p takes the input's value at p + d(p) (that is what a resampler
+needs, and a translation by +d therefore moves the content by -d). Images are float in
+[0, 1], ``H x W`` or ``C x H x W``; masks are integer ``H x W`` class (or instance) labels.
+Borders are mirrored like numpy's ``np.pad(mode="reflect")`` used in
+:mod:`unet_teach.patches` (the edge pixel is not repeated): scipy calls that ``"mirror"``
+and torch's ``grid_sample`` does it with ``padding_mode="reflection", align_corners=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+# scipy's "mirror" is numpy's pad "reflect" (d c b | a b c d | c b a); scipy's own "reflect"
+# would repeat the edge pixel (numpy's "symmetric"). One convention in the whole package.
+MIRROR = "mirror"
+
+
+def _rng(seed) -> np.random.Generator:
+    # default_rng passes a Generator through unchanged, so callers can share one stream.
+    return np.random.default_rng(seed)
+
+
+def _check_sigma_grid(sigma: float, grid: int) -> None:
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma is the displacements' standard deviation in pixels and must "
+                         f"be >= 0, got {sigma!r}; use sigma=0 for no deformation")
+    if not (isinstance(grid, (int, np.integer)) and grid >= 2):
+        raise ValueError(f"grid must be an integer >= 2 (the lattice has a point on each "
+                         f"corner), got {grid!r}; the paper uses grid=3")
+
+
+def _check_pair(image, mask) -> tuple[np.ndarray, np.ndarray | None]:
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected an image H x W or C x H x W, got shape {image.shape}; "
+                         "augment one image at a time (for a batch, see elastic_torch)")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected a floating-point image in [0, 1], got {image.dtype}; "
+                         "convert 8-bit images with image.astype(np.float32) / 255")
+    if mask is None:
+        return image, None
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.shape != image.shape[-2:]:
+        raise ValueError(f"mask {mask.shape} does not fit image {image.shape}: expected one "
+                         f"H x W label map of the image's size {image.shape[-2:]}")
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"expected an integer mask (class or instance labels), got "
+                         f"{mask.dtype}; convert it with mask.astype(np.int64)")
+    return image, mask
+
+
+def _hw(shape) -> tuple[int, int]:
+    if len(shape) < 2:
+        raise ValueError(f"expected a shape ending in H, W, got {tuple(shape)}")
+    return int(shape[-2]), int(shape[-1])
+
+
+def _order(grid: int) -> int:
+    # Bicubic needs a lattice to bend through: with 2 points per axis a cubic spline would
+    # be set by the boundary condition alone, not by the drawn vectors, so 2 x 2 is bilinear.
+    return 3 if grid >= 3 else 1
+
+
+# --------------------------------------------------------------------- 1. the lattice, the field
+
+def lattice_points(shape, grid: int = 3) -> np.ndarray:
+    """Pixel coordinates ``2 x grid x grid`` (y, x) of the lattice: ``grid`` points per axis,
+    evenly spaced from the first to the last pixel, corners included.
+
+    Example:
+        >>> lattice_points((5, 9), grid=3)[:, 0]          # first row of the lattice: (y, x)
+        array([[0., 0., 0.],
+               [0., 4., 8.]])
+    """
+    _check_sigma_grid(0.0, grid)
+    h, w = _hw(shape)
+    return np.stack(np.meshgrid(np.linspace(0, h - 1, grid), np.linspace(0, w - 1, grid),
+                                indexing="ij"))
+
+
+def lattice_displacements(grid: int = 3, sigma: float = 10.0, rng=None) -> np.ndarray:
+    """Random displacement vectors ``2 x grid x grid`` (dy, dx) at the lattice points, every
+    component drawn independently from N(0, sigma**2), in pixels (float64).
+
+    ``rng`` may be an int seed, ``None`` or a ``numpy.random.Generator``.
+
+    Example:
+        >>> lattice_displacements(3, 10.0, rng=0).shape
+        (2, 3, 3)
+    """
+    _check_sigma_grid(sigma, grid)
+    return _rng(rng).normal(0.0, sigma, size=(2, grid, grid))
+
+
+def interpolate_lattice(coarse: np.ndarray, shape) -> np.ndarray:
+    """The per-pixel field ``2 x H x W`` through the lattice vectors ``coarse``
+    (``2 x grid x grid``): bicubic (a cubic B-spline, scipy ``order=3``), bilinear for a 2 x 2
+    lattice. Lattice point (i, j) lands on pixel (i (H-1)/(grid-1), j (W-1)/(grid-1)), so the
+    corner vectors are the corner pixels' displacements.
+
+    Example:
+        >>> coarse = np.zeros((2, 3, 3)); coarse[1, 1, 1] = 4.0   # one dx in the middle
+        >>> field = interpolate_lattice(coarse, (5, 5))
+        >>> field.shape, round(float(field[1, 2, 2]), 9), round(float(field[1, 0, 0]), 9)
+        ((2, 5, 5), 4.0, 0.0)
+    """
+    coarse = np.asarray(coarse, dtype=np.float64)
+    if coarse.ndim != 3 or coarse.shape[0] != 2 or coarse.shape[1] != coarse.shape[2]:
+        raise ValueError(f"expected lattice vectors 2 x grid x grid (dy, dx), got "
+                         f"{coarse.shape}; draw them with lattice_displacements")
+    grid = coarse.shape[1]
+    _check_sigma_grid(0.0, grid)
+    h, w = _hw(shape)
+    # Pixel coordinates in lattice units: 0 .. grid-1 from the first to the last pixel.
+    coords = np.meshgrid(np.linspace(0, grid - 1, h), np.linspace(0, grid - 1, w),
+                         indexing="ij")
+    return np.stack([ndimage.map_coordinates(c, coords, order=_order(grid), mode=MIRROR)
+                     for c in coarse])
+
+
+def displacement_field(shape, sigma: float = 10.0, grid: int = 3, rng=None) -> np.ndarray:
+    """The paper's random smooth deformation: ``2 x H x W`` (dy, dx) in pixels (float64).
+
+    ``lattice_displacements`` then ``interpolate_lattice``; with the same ``rng`` the field at
+    ``lattice_points`` is exactly the drawn vectors. ``shape`` may be any shape ending in H, W.
+
+    Example:
+        >>> field = displacement_field((64, 64), sigma=10.0, grid=3, rng=0)
+        >>> field.shape, field.dtype
+        ((2, 64, 64), dtype('float64'))
+    """
+    return interpolate_lattice(lattice_displacements(grid, sigma, rng), _hw(shape))
+
+
+# ---------------------------------------------------------------------------- 2. elastic
+
+def elastic(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 10.0,
+            grid: int = 3, seed=None, field: np.ndarray | None = None):
+    """Deform image and mask with the same random smooth field (the U-Net paper's recipe).
+
+    The image is resampled with linear interpolation (``order=1``), the mask with nearest
+    neighbour (``order=0``, so no new labels appear at the borders between classes), borders
+    mirrored. Every channel gets the same field.
+
+    Args:
+        image: float ``H x W`` or ``C x H x W``.
+        mask: integer ``H x W`` or ``None`` (then ``(image, None)`` is returned).
+        sigma: standard deviation of the lattice vectors in pixels (the paper: 10).
+        grid: lattice points per axis, corners included (the paper: 3).
+        seed: an int, ``None`` or a ``numpy.random.Generator`` (drawn from, not reset).
+        field: an explicit ``2 x H x W`` (dy, dx) field to use instead of a random one (then
+            ``sigma``, ``grid`` and ``seed`` are not used); see :func:`displacement_field`.
+
+    Returns:
+        ``(image, mask)`` with the inputs' shapes and dtypes; the mask's values are a subset
+        of the input's. ``sigma=0`` returns copies of the inputs.
+
+    Example:
+        >>> img = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+        >>> msk = (img > 0.5).astype(np.int64)
+        >>> out, out_mask = elastic(img, msk, sigma=10.0, seed=0)
+        >>> out.shape, out.dtype, out_mask.dtype, set(np.unique(out_mask)) <= {0, 1}
+        ((64, 64), dtype('float32'), dtype('int64'), True)
+    """
+    image, mask = _check_pair(image, mask)
+    h, w = image.shape[-2:]
+    if field is None:
+        _check_sigma_grid(sigma, grid)
+        if sigma == 0:
+            return image.copy(), (None if mask is None else mask.copy())
+        field = displacement_field((h, w), sigma, grid, seed)
+    field = np.asarray(field, dtype=np.float64)
+    if field.shape != (2, h, w):
+        raise ValueError(f"field {field.shape} does not fit the image {image.shape}: expected "
+                         f"2 x H x W = (2, {h}, {w}) displacements (dy, dx)")
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    coords = np.stack([ys + field[0], xs + field[1]])          # 2 x H x W, where to read
+    channels = image.reshape(-1, h, w)                           # C x H x W
+    out = np.stack([ndimage.map_coordinates(c, coords, order=1, mode=MIRROR)
+                    for c in channels]).reshape(image.shape).astype(image.dtype)
+    if mask is None:
+        return out, None
+    return out, ndimage.map_coordinates(mask, coords, order=0, mode=MIRROR, output=mask.dtype)
+
+
+# ------------------------------------------------------------------ 3. flips and quarter turns
+
+#: All 8 symmetries of the square as ``(k, flip)``: k quarter turns counter-clockwise
+#: after an optional left-right flip. The first is the identity.
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _dihedral(a, k: int, flip: bool):
+    if isinstance(a, torch.Tensor):
+        a = a.flip(-1) if flip else a
+        return a.rot90(k, dims=(-2, -1)).contiguous()
+    a = np.flip(a, -1) if flip else a
+    # A copy with positive strides: torch.from_numpy refuses numpy's flipped views.
+    return np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1)))
+
+
+def _check_k_flip(k, flip) -> tuple[int, bool]:
+    if not (isinstance(k, (int, np.integer)) and 0 <= k <= 3):
+        raise ValueError(f"k is the number of quarter turns, 0..3, got {k!r}")
+    return int(k), bool(flip)
+
+
+def flip_rotate(image, mask=None, k: int = 0, flip: bool = False):
+    """One of the 8 dihedral transforms on image and mask together: a left-right flip (if
+    ``flip``), then ``k`` quarter turns counter-clockwise, on the last two axes.
+
+    ``image`` is ``... x H x W`` and ``mask`` ``H x W`` (or ``None``), numpy arrays or torch
+    tensors; an odd ``k`` swaps H and W. Exact: no interpolation.
+
+    Example:
+        >>> flip_rotate(np.array([[1, 2], [3, 4]]), None, k=1, flip=False)[0]
+        array([[2, 4],
+               [1, 3]])
+    """
+    k, flip = _check_k_flip(k, flip)
+    if mask is not None and tuple(mask.shape) != tuple(image.shape[-2:]):
+        raise ValueError(f"mask {tuple(mask.shape)} does not fit image {tuple(image.shape)}: "
+                         "expected one H x W label map of the image's size")
+    return _dihedral(image, k, flip), (None if mask is None else _dihedral(mask, k, flip))
+
+
+def invert_flip_rotate(array, k: int, flip: bool):
+    """Undo ``flip_rotate(..., k, flip)`` on an ``... x H x W`` array or tensor, e.g. a
+    ``K x H x W`` probability map predicted on a transformed image (test-time augmentation:
+    transform, predict, invert, average over ``DIHEDRAL``).
+
+    Example:
+        >>> a = np.arange(6).reshape(2, 3)
+        >>> all(np.array_equal(invert_flip_rotate(flip_rotate(a, None, k, f)[0], k, f), a)
+        ...     for k, f in DIHEDRAL)
+        True
+    """
+    k, flip = _check_k_flip(k, flip)
+    # The transform is "flip, then rotate", so its inverse is "rotate back, then flip".
+    return _dihedral(_dihedral(array, (4 - k) % 4, False), 0, flip)
+
+
+def random_flip_rotate(image, mask=None, rng=None):
+    """One of the 8 ``DIHEDRAL`` transforms, uniformly at random, on image and mask together.
+
+    Example:
+        >>> img, msk = random_flip_rotate(np.eye(3), np.eye(3, dtype=int), rng=0)
+        >>> np.array_equal(img, msk)
+        True
+    """
+    k, flip = DIHEDRAL[_rng(rng).integers(len(DIHEDRAL))]
+    return flip_rotate(image, mask, k, flip)
+
+
+# ------------------------------------------------------------------------- 4. intensity
+
+def _float_image(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected an image H x W or C x H x W, got shape {image.shape}; "
+                         "change one image at a time")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected a floating-point image in [0, 1], got {image.dtype}; "
+                         "convert 8-bit images with image.astype(np.float32) / 255")
+    return image
+
+
+def gamma(image: np.ndarray, g: float) -> np.ndarray:
+    """``image ** g`` clipped to [0, 1], same shape and dtype: g < 1 brightens the dark
+    parts, g > 1 darkens them; 0 and 1 stay where they are.
+
+    Example:
+        >>> gamma(np.array([[0.0, 0.25, 1.0]], np.float32), 0.5)
+        array([[0. , 0.5, 1. ]], dtype=float32)
+    """
+    image = _float_image(image)
+    if not g > 0:
+        raise ValueError(f"gamma must be > 0, got {g!r}; 1 leaves the image unchanged")
+    # Clip first: a negative value to a fractional power is NaN.
+    return (np.clip(image, 0, 1) ** g).astype(image.dtype)
+
+
+def contrast(image: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch (``factor > 1``) or squash (``< 1``) intensities around each channel's mean,
+    clipped to [0, 1]; same shape and dtype.
+
+    Example:
+        >>> contrast(np.array([[0.25, 0.75]]), 2.0)
+        array([[0., 1.]])
+    """
+    image = _float_image(image)
+    if not factor >= 0:
+        raise ValueError(f"contrast factor must be >= 0, got {factor!r}; 1 leaves the image "
+                         "unchanged")
+    mean = image.mean(axis=(-2, -1), keepdims=True)
+    return np.clip(mean + factor * (image - mean), 0, 1).astype(image.dtype)
+
+
+def gaussian_noise(image: np.ndarray, std: float, rng=None) -> np.ndarray:
+    """Add independent N(0, std**2) noise to every pixel, clip to [0, 1]; same shape, dtype.
+
+    Example:
+        >>> noisy = gaussian_noise(np.full((8, 8), 0.5, np.float32), 0.05, rng=0)
+        >>> noisy.dtype, bool(0 <= noisy.min() and noisy.max() <= 1)
+        (dtype('float32'), True)
+    """
+    image = _float_image(image)
+    if not std >= 0:
+        raise ValueError(f"noise std must be >= 0, got {std!r}; 0 adds no noise")
+    noise = _rng(rng).normal(0.0, std, size=image.shape)
+    return np.clip(image + noise, 0, 1).astype(image.dtype)
+
+
+def random_intensity(image: np.ndarray, rng=None, gamma_range=(0.7, 1.5),
+                     contrast_range=(0.75, 1.25), noise_std=(0.0, 0.05)) -> np.ndarray:
+    """A random gamma, then contrast, then noise, each parameter uniform in its range.
+
+    Noise comes last: it stands for the microscope's sensor noise, which no contrast knob
+    scales. The image only - never apply this to a mask.
+
+    Example:
+        >>> out = random_intensity(np.full((4, 4), 0.5, np.float32), rng=0)
+        >>> out.shape, out.dtype
+        ((4, 4), dtype('float32'))
+    """
+    rng = _rng(rng)
+    image = gamma(image, rng.uniform(*gamma_range))
+    image = contrast(image, rng.uniform(*contrast_range))
+    return gaussian_noise(image, rng.uniform(*noise_std), rng)
+
+
+# --------------------------------------------------------------------------- 5. the pipeline
+
+@dataclass(frozen=True)
+class Augment:
+    """The training-time pipeline, applied as ``augment(image, mask, rng) -> (image, mask)``.
+
+    The order: flip/rotate first (exact and cheap), then the elastic deformation (both move
+    image and mask together), then intensity changes on the image alone - last, so the noise
+    stays pixel-wise instead of being smoothed by the resampling.
+
+    Args:
+        flip_rotate: apply one of the 8 ``DIHEDRAL`` transforms at random.
+        elastic: apply :func:`elastic` with ``sigma`` and ``grid``, with probability
+            ``p_elastic`` (the paper deforms every sample; lower it to also show the net
+            undeformed ones).
+        intensity: apply :func:`random_intensity` to the image.
+
+    Example:
+        >>> img, msk = np.random.default_rng(0).random((32, 32)), np.eye(32, dtype=np.int64)
+        >>> out, out_mask = Augment()(img, msk, np.random.default_rng(1))
+        >>> out.shape, out_mask.shape, set(np.unique(out_mask)) <= {0, 1}
+        ((32, 32), (32, 32), True)
+    """
+
+    flip_rotate: bool = True
+    elastic: bool = True
+    intensity: bool = True
+    sigma: float = 10.0
+    grid: int = 3
+    p_elastic: float = 1.0
+
+    def __post_init__(self):
+        _check_sigma_grid(self.sigma, self.grid)
+        if not 0 <= self.p_elastic <= 1:
+            raise ValueError(f"p_elastic is a probability, 0..1, got {self.p_elastic!r}")
+
+    def __call__(self, image, mask=None, rng=None):
+        rng = _rng(rng)
+        image, mask = _check_pair(image, mask)
+        if self.flip_rotate:
+            image, mask = random_flip_rotate(image, mask, rng)
+        if self.elastic and rng.random() < self.p_elastic:
+            image, mask = elastic(image, mask, self.sigma, self.grid, rng)
+        if self.intensity:
+            image = random_intensity(image, rng)
+        return image, mask
+
+
+# ------------------------------------------------------------------------ 6. the data set
+
+class AugmentedDataset(Dataset):
+    """A torch ``Dataset`` that augments image and mask together on the fly.
+
+    Item i of epoch e is made with a numpy Generator seeded by
+    ``SeedSequence([seed, e, i])``: the same (seed, epoch, index) gives the same item in any
+    process and in any order, so ``DataLoader`` workers give the same batches as
+    ``num_workers=0`` (there is no shared global random state to duplicate across workers).
+
+    **Call** ``set_epoch(epoch)`` **at the start of every epoch** (as with torch's
+    ``DistributedSampler``); otherwise every epoch sees the same augmentations. The epoch is
+    kept in shared memory, so the call reaches workers started earlier too
+    (``persistent_workers=True``), provided it comes before iterating the loader.
+
+    Per item: ``augment(image, mask, rng)``, then a random ``crop`` (after the deformation, so
+    the pixels it pulls in at the crop's edge are real image content around the crop; only
+    the whole image's border is mirrored), then ``weight_fn`` on the *augmented* mask.
+
+    Args:
+        images: ``N x H x W`` (a channel axis is added) or ``N x C x H x W`` float in [0, 1].
+        masks: ``N x H x W`` integer labels.
+        augment: a callable ``(image, mask, rng) -> (image, mask)`` such as :class:`Augment`,
+            or ``None`` for none. It must pickle if workers are spawned (not a lambda).
+        seed: the base seed.
+        weight_fn: optional ``mask -> H x W`` float weights, e.g.
+            ``lambda m: weight_map(ndimage.label(m)[0])`` written as a module-level function
+            (see :func:`unet_teach.losses.weight_map`).
+        crop: ``None``, an int or ``(h, w)``: the size of a random crop. Quarter turns swap H
+            and W, so for non-square images use a crop that fits both ways.
+
+    Items: ``(image C x H x W float32, mask H x W int64)``, plus ``weight H x W float32`` when
+    ``weight_fn`` is given - what :func:`unet_teach.train.fit` takes.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> ds = AugmentedDataset(rng.random((4, 32, 32)), rng.integers(0, 2, (4, 32, 32)),
+        ...                       Augment(), seed=0, crop=24)
+        >>> image, mask = ds[0]
+        >>> image.shape, image.dtype, mask.shape, mask.dtype
+        (torch.Size([1, 24, 24]), torch.float32, torch.Size([24, 24]), torch.int64)
+        >>> ds.set_epoch(1); bool((ds[0][0] != image).any())
+        True
+    """
+
+    def __init__(self, images, masks, augment: Callable | None = None, seed: int = 0,
+                 weight_fn: Callable | None = None, crop=None):
+        images, masks = np.asarray(images), np.asarray(masks)
+        if images.ndim == 3:
+            images = images[:, None]                              # N x 1 x H x W
+        if images.ndim != 4 or masks.ndim != 3:
+            raise ValueError(f"images must be N x H x W or N x C x H x W and masks N x H x W, "
+                             f"got {images.shape} and {masks.shape}")
+        if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+            raise ValueError(f"images {images.shape} and masks {masks.shape} do not match in "
+                             "number or size: one H x W mask per image")
+        _check_pair(images[0], masks[0])                          # dtypes
+        if crop is not None:
+            crop = (crop, crop) if np.ndim(crop) == 0 else tuple(crop)
+            if len(crop) != 2 or not all(0 < c <= s for c, s in zip(crop, images.shape[-2:])):
+                raise ValueError(f"crop must be an int or (h, w) no larger than the images "
+                                 f"{images.shape[-2:]}, got {crop!r}")
+        self.images, self.masks, self.augment = images, masks, augment
+        self.seed, self.weight_fn, self.crop = int(seed), weight_fn, crop
+        # A shared-memory scalar, not an int: workers kept alive between epochs
+        # (persistent_workers) hold a copy of the data set made at their start, and would
+        # otherwise never see set_epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s augmentations from now on; call before iterating each epoch."""
+        self._epoch.fill_(int(epoch))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        index = int(index)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        image, mask = self.images[index], self.masks[index]
+        if self.augment is not None:
+            image, mask = self.augment(image, mask, rng)
+        if self.crop is not None:
+            (h, w), (ch, cw) = image.shape[-2:], self.crop
+            if ch > h or cw > w:
+                raise ValueError(f"crop {self.crop} does not fit the augmented image "
+                                 f"{image.shape}: quarter turns swap H and W; use a crop no "
+                                 "larger than the shorter side")
+            top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+            image = image[..., top:top + ch, left:left + cw]
+            mask = mask[top:top + ch, left:left + cw]
+        item = (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)))
+        if self.weight_fn is None:
+            return item
+        weight = np.asarray(self.weight_fn(mask), dtype=np.float32)
+        if weight.shape != mask.shape:
+            raise ValueError(f"weight_fn returned {weight.shape} for a mask {mask.shape}: it "
+                             "must return one weight per pixel, H x W")
+        return (*item, torch.from_numpy(np.ascontiguousarray(weight)))
+
+
+# --------------------------------------------------------------- 7. batched, on the GPU
+
+def elastic_torch(images: torch.Tensor, masks: torch.Tensor | None = None,
+                  sigma: float = 10.0, grid: int = 3,
+                  generator: torch.Generator | None = None,
+                  field: torch.Tensor | None = None):
+    """:func:`elastic` for a batch of tensors, on their device: one random field per sample.
+
+    Lattice vectors N(0, sigma**2) per sample, upsampled with
+    ``F.interpolate(mode="bicubic", align_corners=True)`` (lattice points on the corner
+    pixels; bilinear for a 2 x 2 lattice), then ``F.grid_sample`` with
+    ``padding_mode="reflection", align_corners=True`` (= scipy's ``"mirror"``): bilinear for
+    images, nearest for masks. torch's bicubic is Keys' cubic convolution, not scipy's
+    B-spline, so the fields differ slightly between lattice points (both pass through them);
+    given the same ``field`` the two functions agree up to float32 rounding.
+
+    Args:
+        images: float ``N x C x H x W``.
+        masks: integer ``N x H x W`` (labels below 2**24, exact in float32) or ``None``.
+        sigma, grid: as in :func:`elastic`.
+        generator: a ``torch.Generator`` for reproducible fields (on any device), or ``None``
+            for torch's global one.
+        field: explicit displacements (dy, dx) in pixels, ``N x 2 x H x W`` or ``2 x H x W``
+            (the same for every sample); replaces the random field.
+
+    Returns:
+        ``(images, masks)`` with the inputs' shapes, dtypes and device; ``sigma=0`` returns
+        copies.
+
+    Example:
+        >>> x, y = torch.rand(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32))
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> xd, yd = elastic_torch(x, y, sigma=10.0, generator=gen)
+        >>> xd.shape, yd.dtype, set(yd.unique().tolist()) <= {0, 1, 2}
+        (torch.Size([2, 1, 32, 32]), torch.int64, True)
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise ValueError(f"expected images N x C x H x W, got {shape}; a single-channel batch "
+                         "still needs its channel axis: images[:, None]")
+    if not torch.is_floating_point(images):
+        raise ValueError(f"expected floating-point images, got {images.dtype}; divide 8-bit "
+                         "images by 255")
+    n, _, h, w = images.shape
+    if h < 2 or w < 2:
+        raise ValueError(f"images must be at least 2 x 2 pixels, got {tuple(images.shape)}")
+    if masks is not None:
+        if masks.shape != (n, h, w):
+            raise ValueError(f"masks {tuple(masks.shape)} do not fit images "
+                             f"{tuple(images.shape)}: expected N x H x W = {(n, h, w)}")
+        if torch.is_floating_point(masks) or masks.dtype == torch.bool:
+            raise ValueError(f"expected integer masks, got {masks.dtype}; convert them with "
+                             "masks.long()")
+    if field is None:
+        _check_sigma_grid(sigma, grid)
+        if sigma == 0:
+            return images.clone(), (None if masks is None else masks.clone())
+        device = generator.device if generator is not None else images.device
+        coarse = torch.randn(n, 2, grid, grid, generator=generator, device=device,
+                             dtype=torch.float32).to(images.device) * sigma
+        mode = "bicubic" if _order(grid) == 3 else "bilinear"
+        field = F.interpolate(coarse, size=(h, w), mode=mode, align_corners=True)
+    field = field.to(images.device, torch.float32)
+    if field.shape == (2, h, w):
+        field = field.expand(n, 2, h, w)
+    if field.shape != (n, 2, h, w):
+        raise ValueError(f"field {tuple(field.shape)} does not fit images "
+                         f"{tuple(images.shape)}: expected N x 2 x H x W or 2 x H x W (dy, dx)")
+    ys = torch.arange(h, device=images.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=images.device, dtype=torch.float32)[None, :]
+    # grid_sample wants (x, y) in [-1, 1]; with align_corners=True -1 and 1 are the centres
+    # of the first and last pixels, so pixel coordinate p maps to 2 p / (size - 1) - 1.
+    sample = torch.stack([2 * (xs + field[:, 1]) / (w - 1) - 1,
+                          2 * (ys + field[:, 0]) / (h - 1) - 1], dim=-1)   # N x H x W x 2
+    out = F.grid_sample(images, sample.to(images.dtype), mode="bilinear",
+                        padding_mode="reflection", align_corners=True)
+    if masks is None:
+        return out, None
+    labels = F.grid_sample(masks[:, None].float(), sample, mode="nearest",
+                           padding_mode="reflection", align_corners=True)
+    return out, labels[:, 0].round().to(masks.dtype)
