@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from .data import check_stack
+
 # scipy's "mirror" is numpy's pad "reflect" (d c b | a b c d | c b a); scipy's own "reflect"
 # would repeat the edge pixel (numpy's "symmetric"). One convention in the whole package.
 MIRROR = "mirror"
@@ -58,13 +60,7 @@ def _check_sigma_grid(sigma: float, grid: int) -> None:
 
 
 def _check_pair(image, mask) -> tuple[np.ndarray, np.ndarray | None]:
-    image = np.asarray(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(f"expected an image H x W or C x H x W, got shape {image.shape}; "
-                         "augment one image at a time (for a batch, see elastic_torch)")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ValueError(f"expected a floating-point image in [0, 1], got {image.dtype}; "
-                         "convert 8-bit images with image.astype(np.float32) / 255")
+    image = _float_image(image, "augment one image at a time (for a batch, see elastic_torch)")
     if mask is None:
         return image, None
     mask = np.asarray(mask)
@@ -282,11 +278,11 @@ def random_flip_rotate(image, mask=None, rng=None):
 
 # ------------------------------------------------------------------------- 4. intensity
 
-def _float_image(image) -> np.ndarray:
+def _float_image(image, advice: str = "change one image at a time") -> np.ndarray:
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"expected an image H x W or C x H x W, got shape {image.shape}; "
-                         "change one image at a time")
+                         + advice)
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"expected a floating-point image in [0, 1], got {image.dtype}; "
                          "convert 8-bit images with image.astype(np.float32) / 255")
@@ -452,15 +448,8 @@ class AugmentedDataset(Dataset):
 
     def __init__(self, images, masks, augment: Callable | None = None, seed: int = 0,
                  weight_fn: Callable | None = None, crop=None):
-        images, masks = np.asarray(images), np.asarray(masks)
-        if images.ndim == 3:
-            images = images[:, None]                              # N x 1 x H x W
-        if images.ndim != 4 or masks.ndim != 3:
-            raise ValueError(f"images must be N x H x W or N x C x H x W and masks N x H x W, "
-                             f"got {images.shape} and {masks.shape}")
-        if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
-            raise ValueError(f"images {images.shape} and masks {masks.shape} do not match in "
-                             "number or size: one H x W mask per image")
+        masks = np.asarray(masks)
+        images = check_stack(np.asarray(images), masks)           # N x C x H x W
         _check_pair(images[0], masks[0])                          # dtypes
         if crop is not None:
             crop = (crop, crop) if np.ndim(crop) == 0 else tuple(crop)

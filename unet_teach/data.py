@@ -164,6 +164,27 @@ def synthetic_nuclei(n: int = 8, size: int = 128, seed: int = 0) -> tuple[np.nda
     return images, masks, instances
 
 
+def check_stack(images, masks):
+    """Check a stack of images and their masks; return the images with a channel axis.
+
+    ``images``: ``N x H x W`` (a channel axis is added) or ``N x C x H x W``; ``masks``:
+    ``N x H x W``, one per image and of the same size. numpy arrays or torch tensors.
+
+    Example:
+        >>> check_stack(np.zeros((2, 8, 8)), np.zeros((2, 8, 8), int)).shape
+        (2, 1, 8, 8)
+    """
+    if images.ndim == 3:
+        images = images[:, None]                                   # N x 1 x H x W
+    if images.ndim != 4 or masks.ndim != 3:
+        raise ValueError(f"images must be N x H x W or N x C x H x W and masks N x H x W, got "
+                         f"{tuple(images.shape)} and {tuple(masks.shape)}")
+    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not "
+                         "match in number or size: one H x W mask per image")
+    return images
+
+
 def separate_touching(instances: np.ndarray) -> np.ndarray:
     """Open a one-pixel gap wherever two cells touch, as in the U-Net paper's labels.
 

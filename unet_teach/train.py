@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .data import check_stack
 from .losses import default_loss, to_labels
 from .metrics import dice, pixel_accuracy
 from .models import center_crop
@@ -67,15 +68,8 @@ def as_dataset(data) -> Dataset:
     if not (isinstance(data, (tuple, list)) and len(data) in (2, 3)):
         raise TypeError("expected (images, masks), (images, masks, weights) or a torch "
                         f"Dataset, got {type(data).__name__}")
-    images, masks = _tensor(data[0]), _tensor(data[1])
-    if images.ndim == 3:
-        images = images[:, None]                               # N x 1 x H x W
-    if images.ndim != 4 or masks.ndim != 3:
-        raise ValueError(f"images must be N x H x W or N x C x H x W and masks N x H x W, got "
-                         f"{tuple(images.shape)} and {tuple(masks.shape)}")
-    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
-        raise ValueError(f"images {tuple(images.shape)} and masks {tuple(masks.shape)} do not "
-                         "match in number or size")
+    masks = _tensor(data[1])
+    images = check_stack(_tensor(data[0]), masks)             # N x C x H x W
     if not torch.is_floating_point(images):
         raise ValueError(f"images must be floating point in [0, 1], got {images.dtype}; "
                          "divide 8-bit images by 255")
