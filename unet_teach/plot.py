@@ -207,3 +207,25 @@ def markdown_table(header, rows, formats=None) -> str:
         cells = [_cell(v) if f is None else f.format(v) for v, f in zip(row, formats)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- measured values
+
+def glue(name: str, value, display: bool = False):
+    """Record a measured value under ``name`` for the chapter's text, where the book's
+    Markdown quotes it as ``{glue:text}`name:.3f```. In the book build this is myst-nb's
+    ``glue``; anywhere else (Colab, a plain Jupyter) the value is returned and, with
+    ``display=True``, shown.
+
+    Example:
+        >>> glue("dice_unet", 0.912)
+        0.912
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:                       # outside the book: nothing to record into
+        if display:
+            print(f"{name} = {value}")
+        return value
+    myst_glue(name, value, display=display)
+    return value

@@ -65,7 +65,17 @@ class Profile:
         return fast if self.fast else full
 
     def __str__(self) -> str:
-        return f"{self.name} profile on {self.device}"
+        """The banner at the top of every chapter: what produced the page's numbers.
+
+        Example:
+            >>> str(Profile("fast", torch.device("cpu"))).startswith("fast profile on cpu")
+            True
+        """
+        where = str(self.device)
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            where += f" ({torch.cuda.get_device_name(self.device)})"
+        return (f"{self.name} profile on {where}, {torch.get_num_threads()} CPU threads, "
+                f"torch {torch.__version__}")
 
 
 def get_profile() -> Profile:
