@@ -487,3 +487,23 @@ def test_fit_refuses_empty_training_data():
     empty = (np.zeros((0, 16, 16), np.float32), np.zeros((0, 16, 16), np.int64))
     with pytest.raises(ValueError, match="training data is empty"):
         fit(torch.nn.Conv2d(1, 2, 1), empty, epochs=1, progress=False)
+
+
+def test_fit_sets_the_epoch_of_a_data_set_that_has_one():
+    epochs_seen = []
+
+    class Recording(torch.utils.data.Dataset):
+        def __init__(self):
+            self.images, self.masks = synthetic_membranes(4, 16, seed=0)
+
+        def set_epoch(self, epoch):
+            epochs_seen.append(epoch)
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.from_numpy(self.images[i])[None], torch.from_numpy(self.masks[i])
+
+    fit(tiny_unet(), Recording(), epochs=3, batch_size=2, device="cpu", progress=False)
+    assert epochs_seen == [1, 2, 3]

@@ -220,6 +220,8 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
     step, start = 0, time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
+        if hasattr(dataset, "set_epoch"):      # e.g. AugmentedDataset: new draws each epoch
+            dataset.set_epoch(epoch)
         running, seen = 0.0, 0
         for batch in loader:
             x, y, w = _unpack(batch, device)                     # w: N x H x W or None
