@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from scipy.spatial.distance import dice as scipy_dice_dissimilarity
 from scipy.spatial.distance import jaccard as scipy_jaccard_distance
 from skimage.measure import label as skimage_label
@@ -552,3 +553,65 @@ def test_sweep_bad_input():
     # pixel error alone needs no cells
     assert threshold_sweep(probabilities, np.ones_like(target), [0.5],
                            metrics=("pixel_error",))["pixel_error"].shape == (1,)
+
+
+# ----------------------------------------------------------------------- instances
+
+def _brute_match(pred, target, thr=0.5):
+    """IoU of every pair by boolean masks; greedy one-to-one matching from the best IoU."""
+    p_ids = [i for i in np.unique(pred) if i]
+    t_ids = [i for i in np.unique(target) if i]
+    cand = []
+    for a in p_ids:
+        for b in t_ids:
+            inter = np.sum((pred == a) & (target == b))
+            union = np.sum((pred == a) | (target == b))
+            if inter and inter / union >= thr:
+                cand.append((inter / union, a, b))
+    used_a, used_b = set(), set()
+    for _, a, b in sorted(cand, reverse=True):
+        if a not in used_a and b not in used_b:
+            used_a.add(a)
+            used_b.add(b)
+    merged = 0
+    for a in p_ids:
+        k = sum(np.sum((pred == a) & (target == b)) * 2 > np.sum(target == b) for b in t_ids)
+        merged += k * (k - 1) // 2
+    return len(used_a), len(p_ids) - len(used_a), len(t_ids) - len(used_b), merged
+
+
+def test_match_instances_against_brute_force():
+    from unet_teach.data import separate_touching, synthetic_nuclei
+    from unet_teach.metrics import label_instances, match_instances
+    _, masks, instances = synthetic_nuclei(4, 64, seed=2)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        truth = separate_touching(instances[i])
+        # predictions: the glued semantic mask (merges), an eroded one, a noisy one
+        for fg in (masks[i], ndimage.binary_erosion(truth > 0, iterations=2),
+                   (truth > 0) ^ (rng.random(truth.shape) < 0.02)):
+            pred = label_instances(fg)
+            got = match_instances(pred, truth)
+            tp, fp, fn, merged = _brute_match(pred, truth)
+            assert (got["tp"], got["fp"], got["fn"], got["merged"]) == (tp, fp, fn, merged)
+            assert got["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+
+
+def test_match_instances_hand_cases():
+    from unet_teach.metrics import label_instances, match_instances
+    truth = np.array([[1, 1, 0, 2, 2, 0, 3, 3]])
+    perfect = match_instances(truth, truth)
+    assert (perfect["tp"], perfect["fp"], perfect["fn"], perfect["merged"]) == (3, 0, 0, 0)
+    assert perfect["f1"] == 1.0
+    # one blob over all three: no match at IoU 0.5, three merged pairs
+    blob = np.array([[1, 1, 1, 1, 1, 1, 1, 1]])
+    r = match_instances(blob, truth)
+    assert (r["tp"], r["fp"], r["fn"], r["merged"]) == (0, 1, 3, 3)
+    # labels need not match; stacks add up
+    relabelled = np.array([[7, 7, 0, 5, 5, 0, 9, 9]])
+    r = match_instances(np.stack([relabelled, blob]), np.stack([truth, truth]))
+    assert (r["tp"], r["fp"], r["fn"], r["merged"]) == (3, 1, 3, 3)
+    # a gap of background pixels separates 4-connected components only
+    assert label_instances(np.array([[1, 0], [0, 1]])).max() == 2
+    with pytest.raises(ValueError, match="same shape"):
+        match_instances(truth, truth[:, :4])
