@@ -1,8 +1,11 @@
-"""The exercise notebooks: source notebooks are commit-ready, release notebooks are up to date and
-hold no answers, the checks give informative feedback, and a blank release scores 0."""
+"""The exercise notebooks: source notebooks are commit-ready and score full automatic marks when
+graded, release notebooks are up to date and hold no answers, the checks give informative
+feedback and give nothing for an answer that calls the library's reference, and a blank
+release scores 0."""
 
 from __future__ import annotations
 
+import functools
 import json
 import importlib
 import re
@@ -16,8 +19,8 @@ import pytest
 
 from unet_teach import checks, metrics
 from unet_teach.course import cli
-from unet_teach.course.release import (HIDDEN_BEGIN, SOLUTION_BEGIN, ReleaseError, is_solution,
-                                       is_test, release, release_notebook, stale)
+from unet_teach.course.release import (HIDDEN_BEGIN, SOLUTION_BEGIN, ReleaseError, is_manual,
+                                       is_solution, is_test, release, release_notebook, stale)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "exercises" / "source"
@@ -87,7 +90,10 @@ def test_release_strips_answers_and_locks_tests(path):
     for src, rel in zip(source.cells, released.cells):
         assert "BEGIN SOLUTION" not in rel.source and "END SOLUTION" not in rel.source
         assert "HIDDEN TESTS" not in rel.source
-        if is_solution(src):
+        if is_solution(src) and src.cell_type == "markdown":     # a written answer
+            assert rel.source == "YOUR ANSWER HERE"
+            assert is_manual(src) and rel.metadata.get("editable", True) is True
+        elif is_solution(src):
             assert "raise NotImplementedError()" in rel.source
             assert "# YOUR CODE HERE" in rel.source
             if src.source.startswith("def "):           # the signature is kept
@@ -244,8 +250,317 @@ def test_blank_release_scores_zero_on_every_question(tmp_path):
         assert row["error"] is None, row
         assert row["total"] == 0 and row["max"] > 0
         for gid, q in row["questions"].items():
+            if q["manual"]:                    # a written answer: a person grades it
+                assert q["points"] is None and q["max"] > 0 and q["error"] is None, gid
+                continue
             assert q["points"] == 0 and q["max"] > 0, gid
             assert q["error"].startswith(("AssertionError", "NameError")), q["error"]
         # the first question fails because it is not implemented, not for another reason
         first = next(iter(row["questions"].values()))
         assert "not implemented yet" in first["error"]
+
+
+# --------------------------------------------------------------------------- exercises 4 and 5
+
+def my_dice_loss(scores, target, smooth=1e-5, background=False, per_image=False):
+    """An independent soft Dice loss (the sums written out per class); the options make the
+    usual mistakes."""
+    import torch
+
+    p = torch.sigmoid(scores) if scores.shape[1] == 1 else scores.softmax(1)
+    if scores.shape[1] == 1:
+        p = torch.cat([1 - p, p], 1)
+    values = []
+    for c in range(0 if background else 1, p.shape[1]):
+        g = (target == c).to(p.dtype)
+        dims = (1, 2) if per_image else (0, 1, 2)
+        pc = p[:, c]
+        values.append((2 * (pc * g).sum(dims) + smooth) / (pc.sum(dims) + g.sum(dims) + smooth))
+    return 1 - torch.stack(values).mean()
+
+
+def my_weighted_cross_entropy(scores, target, weight, by_weight_sum=False, naive=False):
+    import torch
+    import torch.nn.functional as F
+
+    if scores.shape[1] == 1:
+        s, t = scores[:, 0], target.to(scores.dtype)
+        nll = (-(t * torch.log(torch.sigmoid(s)) + (1 - t) * torch.log(1 - torch.sigmoid(s)))
+               if naive else F.binary_cross_entropy_with_logits(s, t, reduction="none"))
+    else:
+        logp = torch.log(scores.softmax(1)) if naive else F.log_softmax(scores, 1)
+        nll = -logp.gather(1, target[:, None].long())[:, 0]
+    return (weight * nll).sum() / (weight.sum() if by_weight_sum else nll.numel())
+
+
+def my_weight_map(instances, w0=10.0, sigma=5.0, on_cells=False, consecutive=False):
+    from scipy import ndimage
+
+    cell = instances > 0
+    n_cell = int(cell.sum())
+    w = np.where(cell, cell.size / (2 * max(n_cell, 1)), cell.size / (2 * max(cell.size - n_cell, 1)))
+    labels = range(1, instances.max() + 1) if consecutive else np.unique(instances[cell])
+    if len(labels) >= 2:
+        d = np.sort([ndimage.distance_transform_edt(instances != i) for i in labels], axis=0)
+        border = w0 * np.exp(-(d[0] + d[1]) ** 2 / (2 * sigma ** 2))
+        w = w + (border if on_cells else np.where(cell, 0, border))
+    return w
+
+
+def my_warp(image, mask, field, mode="mirror", sign=1, dtype=None):
+    from scipy import ndimage
+
+    rows, cols = np.indices(image.shape)
+    coords = np.stack([rows + sign * field[0], cols + sign * field[1]])
+    out = ndimage.map_coordinates(image, coords, order=1, mode=mode)
+    return out.astype(dtype or image.dtype), ndimage.map_coordinates(mask, coords, order=0,
+                                                                      mode=mode)
+
+
+def my_elastic(image, mask, sigma, grid, rng):
+    from unet_teach.augment import displacement_field
+
+    return my_warp(image, mask, displacement_field(image.shape, sigma, grid, rng))
+
+
+def test_exercise_4_and_5_checks_pass_hand_written_answers(capsys):
+    from unet_teach.checks import augmentation, losses
+
+    losses.check_dice_loss(my_dice_loss)
+    losses.check_weighted_cross_entropy(my_weighted_cross_entropy)
+    losses.check_weight_map(my_weight_map)
+    augmentation.check_warp(my_warp)
+    augmentation.check_elastic(my_elastic)
+    augmentation.check_experiment({"seeds": [0, 1], "flips": [np.float32(0.8), 0.7],
+                                   "flips_elastic": np.array([0.6, 0.75]), "seconds": 9})
+    assert capsys.readouterr().out.splitlines() == [
+        "dice_loss: all 7 checks passed - 3 points",
+        "weighted_cross_entropy: all 5 checks passed - 2 points",
+        "weight_map: all 6 checks passed - 3 points",
+        "warp: all 5 checks passed - 3 points",
+        "elastic: all 6 checks passed - 2 points",
+        "experiment: all 4 checks passed - 2 points"]
+
+
+def _peek_then_own(scores, target, smooth=1e-5):
+    """Calls the reference, throws its answer away and returns its own: still not allowed."""
+    from unet_teach import losses
+
+    try:
+        losses.dice_loss(scores, target, smooth)
+    except Exception:
+        pass
+    return my_dice_loss(scores, target, smooth)
+
+
+def _elastic_in_a_thread(image, mask, sigma, grid, rng):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from unet_teach import augment
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(augment.elastic, image, mask, sigma, grid, rng).result()
+
+
+def _library_answers():
+    from unet_teach import augment, losses
+    from unet_teach.checks import augmentation as aug
+    from unet_teach.checks import losses as loss
+
+    return [
+        ("the function itself", loss.check_dice_loss, losses.dice_loss, "losses.dice_loss"),
+        ("functools.partial", loss.check_dice_loss, functools.partial(losses.dice_loss, smooth=1e-5),
+         "losses.dice_loss"),
+        ("through dice_ce_loss", loss.check_dice_loss,
+         lambda s, t, smooth=1e-5: losses.dice_ce_loss(s, t) - losses.cross_entropy(s, t),
+         "losses.dice_ce_loss"),
+        ("called, then discarded", loss.check_dice_loss, _peek_then_own, "losses.dice_loss"),
+        ("default_loss", loss.check_weighted_cross_entropy,
+         lambda s, t, w: losses.default_loss(s, t, w), "losses.cross_entropy"),
+        ("weight_map imported", loss.check_weight_map, losses.weight_map, "losses.weight_map"),
+        ("elastic with a field", aug.check_warp,
+         lambda image, mask, field: augment.elastic(image, mask, field=field), "augment.elastic"),
+        ("the Augment pipeline", aug.check_elastic,
+         lambda image, mask, sigma, grid, rng: augment.Augment(
+             flip_rotate=False, intensity=False, sigma=sigma, grid=grid)(image, mask, rng),
+         "augment.Augment.__call__"),
+        ("in another thread", aug.check_elastic, _elastic_in_a_thread, "augment.elastic"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_library_answers())),
+                         ids=[a[0] for a in _library_answers()])
+def test_an_answer_that_calls_the_library_reference_scores_nothing(case):
+    _, check, answer, reference = _library_answers()[case]
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    first = str(info.value).splitlines()[0]
+    assert "called the library's reference implementation" in first
+    assert f"unet_teach.{reference}" in first
+    assert first.endswith("earns no points for this question.")
+
+
+def _mistakes():
+    import torch
+
+    from unet_teach.checks import augmentation as aug
+    from unet_teach.checks import losses as loss
+
+    def two_fields(image, mask, sigma, grid, rng):
+        return my_elastic(image, mask, sigma, grid, rng)[0], my_elastic(image, mask, sigma, grid,
+                                                                         rng)[1]
+
+    return [
+        (loss.check_dice_loss, functools.partial(my_dice_loss, background=True),
+         "you counted class 0 (the background)"),
+        (loss.check_dice_loss, functools.partial(my_dice_loss, per_image=True), "not per image"),
+        (loss.check_dice_loss, lambda s, t, smooth=1e-5: my_dice_loss(s, t, smooth).item(),
+         "return a torch tensor"),
+        (loss.check_dice_loss, lambda s, t, smooth=1e-5: my_dice_loss(s.detach(), t, smooth),
+         "not connected to the scores"),
+        (loss.check_dice_loss, lambda s, t, smooth=1e-5: torch.zeros(2), "shape (2,)"),
+        (loss.check_weighted_cross_entropy,
+         functools.partial(my_weighted_cross_entropy, by_weight_sum=True),
+         "not by the weights' sum"),
+        (loss.check_weighted_cross_entropy, functools.partial(my_weighted_cross_entropy, naive=True),
+         "underflows to log(0)"),
+        (loss.check_weight_map, functools.partial(my_weight_map, on_cells=True),
+         "background pixels only"),
+        (loss.check_weight_map, functools.partial(my_weight_map, consecutive=True),
+         "labels need not be consecutive"),
+        (aug.check_warp, functools.partial(my_warp, mode="reflect"),
+         "scipy's 'reflect' repeats the edge pixel"),
+        (aug.check_warp, functools.partial(my_warp, mode="constant"), "fills with 0"),
+        (aug.check_warp, functools.partial(my_warp, sign=-1), "read backwards"),
+        (aug.check_warp, functools.partial(my_warp, dtype=np.float64), "changed the image's dtype"),
+        (aug.check_warp, lambda image, mask, field: image, "return the pair (image, mask)"),
+        (aug.check_elastic, two_fields, "does not keep image and mask aligned"),
+        (aug.check_elastic, lambda image, mask, sigma, grid, rng: my_elastic(image, mask, sigma,
+                                                                             grid, 0),
+         "the same deformation for two generators"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_mistakes())), ids=lambda i: _mistakes()[i][2])
+def test_exercise_4_and_5_checks_name_the_usual_mistakes(case):
+    check, answer, expected = _mistakes()[case]
+    with pytest.raises(AssertionError) as info:
+        check(answer)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("result, expected", [
+    ([0.8, 0.7], "not a dict"),
+    ({"seeds": [0, 1], "flips": [0.8, 0.7]}, "lacks ['flips_elastic', 'seconds']"),
+    ({"seeds": [0], "flips": [0.8], "flips_elastic": [0.7], "seconds": 3.0}, "at least two"),
+    ({"seeds": [1, 1], "flips": [0.8, 0.7], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
+     "at least two different seeds"),
+    ({"seeds": [0, 1], "flips": [0.8], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
+     "one Dice per seed"),
+    ({"seeds": [0, 1], "flips": [80.0, 70.0], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
+     "not a Dice in [0, 1]"),
+    ({"seeds": [0, 1], "flips": [0.8, float("nan")], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
+     "not a number"),
+    ({"seeds": [0, 1], "flips": [0.8, 0.7], "flips_elastic": [0.7, 0.6], "seconds": 0},
+     "training time in seconds"),
+])
+def test_experiment_check_says_what_the_record_lacks(result, expected):
+    from unet_teach.checks import augmentation
+
+    with pytest.raises(AssertionError, match=re.escape(expected)):
+        augmentation.check_experiment(result)
+
+
+def test_exercise_5_has_a_written_answer_graded_by_hand():
+    nb = nbformat.read(SOURCE / "05_augmentation.ipynb", as_version=4)
+    written = [c for c in nb.cells if is_manual(c)]
+    assert [(c.cell_type, c.metadata.nbgrader.points, c.metadata.nbgrader.locked)
+            for c in written] == [("markdown", 2, False)]
+    assert "Explain what your run shows" in nb.cells[nb.cells.index(written[0]) - 1].source
+
+
+# --------------------------------------------------------------------------- graded sources
+
+def _filled(name, answers):
+    """The release notebook of ``name`` with the source's answers, some replaced by
+    ``answers`` (cell id -> code)."""
+    source = {c.id: c for c in nbformat.read(SOURCE / f"{name}.ipynb", as_version=4).cells}
+    nb = nbformat.read(RELEASE / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if is_solution(cell):
+            cell.source = answers.get(cell.id, source[cell.id].source)
+    return nb
+
+
+COPYCAT = {
+    "04_losses": {
+        "q1-answer": "from unet_teach.losses import dice_loss as reference\n\n"
+                     "def dice_loss(scores, target, smooth=1e-5):\n"
+                     "    return reference(scores, target, smooth)",
+        "q2-answer": "from unet_teach import losses\n\n"
+                     "def weighted_cross_entropy(scores, target, weight):\n"
+                     "    return losses.cross_entropy(scores, target, weight)",
+        "q3-answer": "from unet_teach.losses import weight_map",
+    },
+    "05_augmentation": {
+        "q1-answer": "from unet_teach import augment\n\ndef warp(image, mask, field):\n"
+                     "    return augment.elastic(image, mask, field=field)",
+        "q2-answer": "def elastic(image, mask, sigma, grid, rng):\n"
+                     "    return augment.elastic(image, mask, sigma, grid, seed=rng)",
+        # a made-up record has the right form: the check cannot tell, the written answer can
+        "q3-answer": 'result = {"seeds": [0, 1], "flips": [0.5, 0.5], "flips_elastic": [0.5, 0.5],'
+                     ' "seconds": 1.0}',
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Every source notebook (instructor) and the library-calling answers (copycat), graded in
+    one batch."""
+    from unet_teach.course.grade import grade
+
+    root = tmp_path_factory.mktemp("graded")
+    for path in SOURCES:
+        (root / "subs" / "instructor").mkdir(parents=True, exist_ok=True)
+        (root / "subs" / "instructor" / path.name).write_bytes(path.read_bytes())
+    (root / "subs" / "copycat").mkdir()
+    for name, answers in COPYCAT.items():
+        nbformat.write(_filled(name, answers), root / "subs" / "copycat" / f"{name}.ipynb")
+    report = grade([root / "subs"], root / "out", source_dir=SOURCE, jobs=2, cell_timeout=120,
+                   timeout=600)
+    return {"out": root / "out",
+            "rows": {(row["student"], row["assignment"]): row for row in report}}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_source_notebooks_score_full_automatic_marks(graded, path):
+    row = graded["rows"][("instructor", path.stem)]
+    nb = nbformat.read(path, as_version=4)
+    written = sum(c.metadata.nbgrader.points for c in nb.cells if is_manual(c))
+    assert row["error"] is None
+    assert row["total"] == row["max"] > 0 and row["manual_max"] == written
+    for gid, q in row["questions"].items():
+        if q["manual"]:
+            assert q["points"] is None and q["error"] is None, gid
+        else:
+            assert q["points"] == q["max"], (gid, q["error"])
+
+
+def test_answers_that_call_the_library_score_nothing_and_say_why(graded):
+    rows = graded["rows"]
+    for name, gids in (("04_losses", ["q1_dice_loss", "q2_weighted_cross_entropy",
+                                      "q3_weight_map"]),
+                       ("05_augmentation", ["q1_warp", "q2_elastic"])):
+        row = rows[("copycat", name)]
+        for gid in gids:
+            q = row["questions"][gid]
+            assert q["points"] == 0, gid
+            assert "called the library's reference implementation" in q["error"], q["error"]
+        feedback = (graded["out"] / "feedback" / f"copycat__{name}.md").read_text()
+        assert "called the library's reference implementation" in feedback
+    row = rows[("copycat", "05_augmentation")]
+    assert row["questions"]["q3_experiment"]["points"] == 2.0
+    assert row["questions"]["q4_explain"] == {"points": None, "max": 2.0, "manual": True,
+                                              "error": None}
+    assert (row["total"], row["max"], row["manual_max"]) == (2.0, 7.0, 2.0)

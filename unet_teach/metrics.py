@@ -438,18 +438,31 @@ def best_threshold(probabilities, target, thresholds=None, regions: int = 0,
 
 # --------------------------------------------------------------------------- instances
 
-def label_instances(foreground) -> np.ndarray:
+def label_instances(foreground, min_size: int = 0) -> np.ndarray:
     """One id per 4-connected component of a binary foreground map (0 = background).
+
+    Components smaller than ``min_size`` pixels are dropped (set to 0): a few stray pixels
+    are noise, not objects, and would otherwise count as false detections.
 
     Shapes: ``H x W`` or ``N x H x W`` (each image labelled on its own).
 
     Example:
         >>> label_instances(np.array([[1, 1, 0, 1]]))
         array([[1, 1, 0, 2]])
+        >>> label_instances(np.array([[1, 1, 0, 1]]), min_size=2)
+        array([[1, 1, 0, 0]])
     """
     fg = _as_labels(foreground, "foreground") > 0
-    out = np.stack([ndimage.label(f, structure=_FOUR)[0] for f in _image_stack(fg, "foreground")])
-    return out.astype(np.int64) if fg.ndim == 3 else out[0].astype(np.int64)
+    out = []
+    for f in _image_stack(fg, "foreground"):
+        labels, _ = ndimage.label(f, structure=_FOUR)
+        if min_size > 1:
+            sizes = np.bincount(labels.ravel())
+            keep = sizes >= min_size
+            keep[0] = False
+            labels, _ = ndimage.label(keep[labels], structure=_FOUR)
+        out.append(labels.astype(np.int64))
+    return np.stack(out) if fg.ndim == 3 else out[0]
 
 
 _FOUR = ndimage.generate_binary_structure(2, 1)        # 4-connectivity, as for the regions
