@@ -16,6 +16,11 @@ matplotlib and pooch):
 * :mod:`unet_teach.plot`     - overlays, panels, training curves, Markdown tables
 * :mod:`unet_teach.profile`  - the training budget for this machine (fast on CPU, full on CUDA)
 
+Your own images, through the ``unet-teach train / predict / evaluate`` commands:
+
+* :mod:`unet_teach.app`      - image and mask folders, the model file, training on a time
+  budget, overlap-tile prediction, evaluation with a quality-control report
+
 The course tooling, apart (it also needs nbformat and nbclient):
 
 * :mod:`unet_teach.course`   - ``release`` (student notebooks), ``grade`` (batch grading),

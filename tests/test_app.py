@@ -1,0 +1,467 @@
+"""``unet-teach train / predict / evaluate`` (unet_teach.app) on small generated images.
+
+Every test writes 64 x 64 synthetic membranes (unet_teach.data) as PNG or TIFF files into
+its own folder and runs the command in-process through ``main``; trainings are a few
+steps of a narrow net (``--base-width 4``), so the file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from unet_teach import metrics
+from unet_teach.app import train as app_train
+from unet_teach.app.images import read_mask, to_channels
+from unet_teach.course.cli import main
+from unet_teach.data import synthetic_membranes
+from unet_teach.models import preset
+
+FAST = ["--base-width", "4", "--batch-size", "2", "--quiet"]
+
+
+def write_pairs(root: Path, n: int = 6, size: int = 64, seed: int = 0, values=(0, 255),
+                image_suffix: str = ".png", bits: int = 8, rgb: bool = False,
+                three_classes: bool = False):
+    """Synthetic membranes as files: images/NN<suffix>, masks/NN.png (membrane = values[1])."""
+    images, masks = synthetic_membranes(n, size, seed=seed)
+    if three_classes:                      # 0 interior, 1 membrane, 2 interior on the right
+        masks = masks + 2 * ((masks == 0) & (np.arange(size) >= size // 2))
+    img_dir, mask_dir = root / "images", root / "masks"
+    img_dir.mkdir(parents=True)
+    mask_dir.mkdir(parents=True)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        pixels = np.round(image * 255).astype(np.uint8)
+        if bits == 16:
+            pixels = pixels.astype(np.uint16) * 16         # 12 bits stored in 16
+        if rgb:
+            pixels = np.stack([pixels, pixels // 2, 255 - pixels], axis=-1)
+        path = img_dir / f"{i:02d}{image_suffix}"
+        if image_suffix == ".png":
+            Image.fromarray(pixels).save(path)
+        else:
+            tifffile.imwrite(path, pixels)
+        labels = mask if three_classes else np.where(mask == 1, values[1], values[0])
+        Image.fromarray(labels.astype(np.uint8)).save(mask_dir / f"{i:02d}.png")
+    return img_dir, mask_dir, masks
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    rc = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def snapshot(root: Path) -> dict:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def load(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One training on 0/255 masks, shared by the prediction and evaluation tests."""
+    root = tmp_path_factory.mktemp("trained")
+    img_dir, mask_dir, masks = write_pairs(root)
+    model = root / "model.pt"
+    assert main(["train", str(img_dir), str(mask_dir), "--out", str(model), "--steps", "15",
+                 *FAST]) == 0
+    return root, img_dir, mask_dir, model, masks
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_train_predict_evaluate_with_0_255_masks(trained, tmp_path, capsys):
+    root, img_dir, mask_dir, model, masks = trained
+    state = load(model)
+    assert state["class_values"] == [0, 255]
+    assert state["train"]["step"] == 15 and state["train"]["finished"]
+    assert 0 < state["threshold"] < 1
+    assert state["threshold_from"].startswith("lowest pixel error")
+
+    pred = tmp_path / "pred"
+    rc, out, _ = run(capsys, "predict", model, img_dir, "--out", pred, "--quiet")
+    assert rc == 0 and "wrote 6 prediction(s)" in out
+    for i in range(6):
+        labels = np.asarray(Image.open(pred / f"{i:02d}.png"))
+        prob = tifffile.imread(pred / f"{i:02d}_prob.tif")
+        assert labels.dtype == np.uint8 and labels.shape == (64, 64)
+        assert set(np.unique(labels)) <= {0, 255}                 # the masks' own values
+        assert prob.dtype == np.float32 and prob.shape == (64, 64)
+        assert 0 <= prob.min() and prob.max() <= 1
+        np.testing.assert_array_equal(labels, np.where(prob > state["threshold"], 255, 0))
+
+    table = tmp_path / "scores.csv"
+    rc, out, _ = run(capsys, "evaluate", pred, mask_dir, "--regions", 0, "--csv", table,
+                     "--quiet")
+    assert rc == 0 and "mean" in out
+    rows = list(csv.DictReader(table.open()))
+    assert [r["image"] for r in rows] == [f"{i:02d}" for i in range(6)] + ["mean"]
+    expected = []
+    for i in range(6):
+        p = np.asarray(Image.open(pred / f"{i:02d}.png")).astype(np.int64)
+        t = np.asarray(Image.open(mask_dir / f"{i:02d}.png")).astype(np.int64)
+        split, merge = metrics.variation_of_information(p, t, regions=0)
+        expected.append({"pixel_error": metrics.pixel_error(p, t),
+                         "dice": metrics.dice(p == 255, t == 255),
+                         "iou": metrics.iou(p == 255, t == 255),
+                         "rand_error": metrics.rand_error(p, t, regions=0),
+                         "vi_split": split, "vi_merge": merge})
+    for row, want in zip(rows, expected):
+        for key, value in want.items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-5, abs=1e-6), (row, key)
+    for key in expected[0]:
+        assert float(rows[-1][key]) == pytest.approx(np.mean([e[key] for e in expected]),
+                                                     rel=1e-5)
+
+
+def test_0_255_masks_train_exactly_like_0_1_masks(tmp_path, capsys):
+    # the class mapping makes the stored values irrelevant: same seed, same weights
+    files = {}
+    for values in ((0, 1), (0, 255)):
+        img_dir, mask_dir, _ = write_pairs(tmp_path / str(values[1]), values=values)
+        files[values] = tmp_path / f"{values[1]}.pt"
+        assert run(capsys, "train", img_dir, mask_dir, "--out", files[values], "--steps", 8,
+                   *FAST)[0] == 0
+    a, b = load(files[(0, 1)]), load(files[(0, 255)])
+    assert (a["class_values"], b["class_values"]) == ([0, 1], [0, 255])
+    assert a["train"]["loss"] == b["train"]["loss"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert np.mean(b["train"]["loss"][-3:]) < np.mean(b["train"]["loss"][:3])   # it learns
+
+
+def test_three_class_masks(tmp_path, capsys):
+    img_dir, mask_dir, _ = write_pairs(tmp_path, three_classes=True)
+    model = tmp_path / "m.pt"
+    rc, out, _ = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 5, *FAST)
+    assert rc == 0 and "2 -> class 2" in out
+    state = load(model)
+    assert state["class_values"] == [0, 1, 2] and "threshold" not in state
+    assert state["model_args"]["out_channels"] == 3
+    rc, _, _ = run(capsys, "predict", model, img_dir / "00.png", "--out", tmp_path / "p",
+                   "--quiet")
+    assert rc == 0
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "p/00.png")))) <= {0, 1, 2}
+    prob = tifffile.imread(tmp_path / "p/00_prob.tif")
+    assert prob.shape == (3, 64, 64)
+    np.testing.assert_allclose(prob.sum(axis=0), 1, atol=1e-5)
+    rc, _, err = run(capsys, "predict", model, img_dir, "--out", tmp_path / "q",
+                     "--threshold", 0.3)
+    assert rc == 2 and "3 classes" in err and not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("name", ["paper", "pytorch"])
+def test_other_presets_train_and_predict_whole_images(name, trained, tmp_path, capsys):
+    # paper: valid padding (crops mirrored by the context, targets cropped to the output);
+    # pytorch: three input channels (grey images repeated, with a note)
+    _, img_dir, mask_dir, _, _ = trained
+    model = tmp_path / "m.pt"
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 2,
+                     "--preset", name, *FAST)
+    assert rc == 0 and (name != "pytorch" or "repeated into 3 channels" in err)
+    state = load(model)
+    assert state["preset"] == name and state["model_args"]["out_channels"] == 2
+    assert run(capsys, "predict", model, img_dir / "00.png", "--out", tmp_path / "p",
+               "--quiet")[0] == 0
+    assert np.asarray(Image.open(tmp_path / "p/00.png")).shape == (64, 64)
+
+
+def test_16_bit_tiff_images_predict_like_their_8_bit_originals(tmp_path, capsys):
+    img_dir, mask_dir, _ = write_pairs(tmp_path / "t16", image_suffix=".tif", bits=16)
+    assert tifffile.imread(img_dir / "00.tif").dtype == np.uint16
+    model = tmp_path / "m.pt"
+    assert run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 5, *FAST)[0] == 0
+    img8, _, _ = write_pairs(tmp_path / "t8")
+    for folder, out in ((img_dir, "p16"), (img8, "p8")):
+        assert run(capsys, "predict", model, folder, "--out", tmp_path / out, "--quiet")[0] == 0
+    # x16 is a linear change of scale, which the percentile normalisation undoes
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p16/03_prob.tif"),
+                               tifffile.imread(tmp_path / "p8/03_prob.tif"), atol=1e-5)
+
+
+def test_rgb_images_become_grey_with_a_note(tmp_path, capsys):
+    from skimage.color import rgb2gray
+    img_dir, mask_dir, _ = write_pairs(tmp_path, rgb=True)
+    rgb = np.asarray(Image.open(img_dir / "00.png"))
+    grey, note = to_channels(rgb, 1, "x")
+    np.testing.assert_allclose(grey[0] / 255, rgb2gray(rgb), atol=1e-5)
+    assert note == "rgb->grey"
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", tmp_path / "m.pt",
+                     "--steps", 3, *FAST)
+    assert rc == 0 and "RGB images were converted to grey" in err
+    rc, _, err = run(capsys, "predict", tmp_path / "m.pt", img_dir, "--out", tmp_path / "p",
+                     "--quiet")
+    assert rc == 0 and "converted to grey" in err
+
+
+def test_tta_keeps_the_shape_and_commutes_with_flips(trained, tmp_path, capsys):
+    _, img_dir, _, model, _ = trained
+    image = np.asarray(Image.open(img_dir / "01.png"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(image).save(inputs / "plain.png")
+    Image.fromarray(np.ascontiguousarray(np.rot90(image))).save(inputs / "turned.png")
+    Image.fromarray(np.ascontiguousarray(image[:48, :])).save(inputs / "wide.png")
+    rc, out, _ = run(capsys, "predict", model, inputs, "--out", tmp_path / "p", "--tta",
+                     "--quiet")
+    assert rc == 0 and "test-time augmented" in out
+    plain = tifffile.imread(tmp_path / "p/plain_prob.tif")
+    turned = tifffile.imread(tmp_path / "p/turned_prob.tif")
+    # averaged over all 8 symmetries, the prediction of a turned image is the turned prediction
+    np.testing.assert_allclose(turned, np.rot90(plain), atol=1e-5)
+    assert tifffile.imread(tmp_path / "p/wide_prob.tif").shape == (48, 64)
+    assert np.asarray(Image.open(tmp_path / "p/wide.png")).shape == (48, 64)
+    run(capsys, "predict", model, inputs / "plain.png", "--out", tmp_path / "q", "--quiet")
+    single = tifffile.imread(tmp_path / "q/plain_prob.tif")
+    assert not np.allclose(single, plain, atol=1e-4)                 # TTA did something
+
+
+def test_model_file_holds_only_plain_types(trained):
+    state = load(trained[3])                                         # weights_only=True
+
+    def kinds(x):
+        if isinstance(x, dict):
+            assert all(isinstance(k, str) for k in x)
+            return set().union(*map(kinds, x.values())) if x else set()
+        if isinstance(x, list):
+            return set().union(*map(kinds, x)) if x else set()
+        return {type(x)}
+
+    assert kinds(state) <= {torch.Tensor, int, float, str, bool}
+    for key in ("model", "model_args", "class_values", "normalization", "preset", "threshold",
+                "train", "optimizer", "validation"):
+        assert key in state
+    assert state["normalization"] == {"method": "percentile", "low": 1.0, "high": 99.8}
+
+
+def test_resume_adds_steps(trained, tmp_path, capsys):
+    _, img_dir, mask_dir, _, _ = trained
+    model = tmp_path / "m.pt"
+    assert run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 4, *FAST)[0] == 0
+    first = load(model)["train"]["loss"]
+    rc, out, _ = run(capsys, "train", img_dir, mask_dir, "--out", model, "--resume",
+                     "--steps", 9, "--quiet")
+    assert rc == 0 and out.startswith("resuming")
+    state = load(model)["train"]
+    assert state["step"] == 9 and len(state["loss"]) == 9 and state["loss"][:4] == first
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--resume")
+    assert rc == 2 and "already trained for 9 steps" in err
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--resume",
+                     "--steps", 12, "--preset", "keras")
+    assert rc == 2 and "--preset default" in err and len(err.strip().splitlines()) == 1
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(trained, tmp_path, capsys,
+                                                          monkeypatch):
+    _, img_dir, mask_dir, _, _ = trained
+    calls = []
+
+    def interrupted_on_the_fourth_step(scores, target):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return torch.nn.functional.cross_entropy(scores, target)
+
+    model = tmp_path / "m.pt"
+    with monkeypatch.context() as m:
+        m.setitem(app_train.LOSSES, "ce", interrupted_on_the_fourth_step)
+        rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 8,
+                         *FAST)
+    assert rc == 130 and "--resume continues" in err
+    state = load(model)["train"]
+    assert state["step"] == 3 and not state["finished"]
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 8)
+    assert rc == 2 and "unfinished training" in err
+    assert run(capsys, "train", img_dir, mask_dir, "--out", model, "--resume", "--quiet")[0] == 0
+    state = load(model)["train"]
+    assert state["step"] == 8 and len(state["loss"]) == 8 and state["finished"]
+
+
+def test_minutes_is_wall_time_from_the_start(trained, tmp_path, capsys):
+    _, img_dir, mask_dir, _, _ = trained
+    start = time.monotonic()
+    rc, out, _ = run(capsys, "train", img_dir, mask_dir, "--out", tmp_path / "m.pt",
+                     "--minutes", 0.05, *FAST)                       # 3 seconds
+    took = time.monotonic() - start
+    assert rc == 0 and "ends at about" in out
+    state = load(tmp_path / "m.pt")["train"]
+    assert 1.5 < took < 3 + 3, took
+    assert state["step"] > 5 and state["elapsed_s"] <= took
+
+
+def test_report_names_each_image(trained, tmp_path, capsys):
+    _, img_dir, mask_dir, model, _ = trained
+    run(capsys, "predict", model, img_dir, "--out", tmp_path / "p", "--quiet")
+    rc, out, _ = run(capsys, "evaluate", tmp_path / "p", mask_dir, "--report", tmp_path / "qc",
+                     "--images", img_dir, "--quiet")
+    assert rc == 0
+    page = (tmp_path / "qc" / "report.html").read_text()
+    assert all(f"id='{i:02d}'" in page for i in range(6))
+    assert page.count("data:image/png;base64,") == 6
+    assert "pixel_error" in page and "mean" in page
+
+
+def test_python_dash_m_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "unet_teach", "predict", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--tta" in result.stdout
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _jpeg_mask(path: Path) -> None:
+    from io import BytesIO
+    mask = np.asarray(Image.open(path))
+    buffer = BytesIO()
+    Image.fromarray(mask).save(buffer, format="JPEG", quality=75)
+    Image.open(buffer).save(path)                     # a PNG, but with JPEG's grey values
+
+
+def _blurred_edges(path: Path) -> None:
+    from scipy import ndimage
+    membrane = np.asarray(Image.open(path)) == 255
+    ring = ndimage.binary_dilation(membrane) & ~membrane            # the edge, one pixel
+    Image.fromarray(np.where(membrane, 255, np.where(ring, 128, 0)).astype(np.uint8)).save(path)
+
+
+def _resized_mask(path: Path) -> None:
+    mask = Image.open(path)
+    mask.resize((32, 32), Image.BILINEAR).resize((64, 64), Image.NEAREST).save(path)
+
+
+TRAIN_CASES = {
+    # name: (how to break the folders, the file the message must name)
+    "image without mask": (lambda i, m: (m / "02.png").unlink(), "02.png"),
+    "mask without image": (lambda i, m: (i / "02.png").unlink(), "02.png"),
+    "sizes differ": (lambda i, m: Image.open(i / "03.png").crop((0, 0, 48, 64))
+                     .save(i / "03.png"), "03.png"),
+    "JPEG-compressed mask": (lambda i, m: _jpeg_mask(m / "01.png"), "01.png"),
+    "JPEG mask file": (lambda i, m: (m / "01.png").rename(m / "01.jpg"), "01.jpg"),
+    "interpolated mask": (lambda i, m: _resized_mask(m / "04.png"), "04.png"),
+    "blurred mask edges": (lambda i, m: _blurred_edges(m / "04.png"), "04.png"),
+    "empty folder": (lambda i, m: [p.unlink() for p in i.iterdir()], "images"),
+    "corrupt image": (lambda i, m: (i / "05.png").write_bytes(b"\x89PNG garbage"), "05.png"),
+    "truncated image": (lambda i, m: (i / "05.png").write_bytes(
+        (i / "05.png").read_bytes()[:200]), "05.png"),
+    "non-image file": (lambda i, m: (i / "notes.txt").write_text("hello"), "notes.txt"),
+    "mask all background": (lambda i, m: [Image.fromarray(np.zeros((64, 64), np.uint8))
+                                          .save(p) for p in m.iterdir()], "masks"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_CASES))
+def test_bad_training_input_is_one_line_and_exit_2(case, tmp_path, capsys):
+    img_dir, mask_dir, _ = write_pairs(tmp_path)
+    breaks, named = TRAIN_CASES[case]
+    breaks(img_dir, mask_dir)
+    before = snapshot(tmp_path)
+    rc, out, err = run(capsys, "train", img_dir, mask_dir, "--out", tmp_path / "out/m.pt",
+                       "--steps", 2, *FAST)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+    assert snapshot(tmp_path) == before                                    # nothing written
+
+
+def test_existing_model_is_not_overwritten(trained, capsys):
+    root, img_dir, mask_dir, model, _ = trained
+    before = snapshot(root)
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 2)
+    assert rc == 2 and str(model) in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1 and snapshot(root) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unusable_device_is_one_line(trained, tmp_path, capsys):
+    _, img_dir, mask_dir, model, _ = trained
+    for argv in (["train", img_dir, mask_dir, "--out", tmp_path / "m.pt"],
+                 ["predict", model, img_dir, "--out", tmp_path / "p"]):
+        rc, _, err = run(capsys, *argv, "--device", "cuda")
+        assert rc == 2 and err.startswith("error: --device cuda") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def _truncated(model: Path, bad: Path) -> None:
+    bad.write_bytes(model.read_bytes()[:5000])
+
+
+def _other_preset(model: Path, bad: Path) -> None:
+    state = load(model)
+    state["model"] = preset("keras", base_width=4, out_channels=2).state_dict()
+    torch.save(state, bad)
+
+
+def _plain_checkpoint(model: Path, bad: Path) -> None:
+    from unet_teach.train import save_checkpoint
+    save_checkpoint(bad, preset("keras", base_width=4))
+
+
+@pytest.mark.parametrize("make_bad", [_truncated, _other_preset, _plain_checkpoint],
+                         ids=["truncated", "another preset", "plain checkpoint"])
+def test_bad_model_file(make_bad, trained, tmp_path, capsys):
+    _, img_dir, _, model, _ = trained
+    bad = tmp_path / "bad.pt"
+    make_bad(model, bad)
+    before = snapshot(tmp_path)
+    rc, _, err = run(capsys, "predict", bad, img_dir, "--out", tmp_path / "p")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "bad.pt" in lines[0], err
+    assert snapshot(tmp_path) == before
+
+
+def test_predict_checks_inputs_and_outputs_before_writing(trained, tmp_path, capsys):
+    _, img_dir, _, model, _ = trained
+    inputs = tmp_path / "in"
+    shutil.copytree(img_dir, inputs)
+    (inputs / "04.png").write_bytes(b"not an image")
+    rc, _, err = run(capsys, "predict", model, inputs, "--out", tmp_path / "p")
+    assert rc == 2 and "04.png" in err and not (tmp_path / "p").exists()
+    (inputs / "04.png").unlink()
+    assert run(capsys, "predict", model, inputs, "--out", tmp_path / "p", "--quiet")[0] == 0
+    before = snapshot(tmp_path)
+    rc, _, err = run(capsys, "predict", model, inputs, "--out", tmp_path / "p")
+    assert rc == 2 and "00.png: exists" in err and "--force" in err
+    assert snapshot(tmp_path) == before
+    assert run(capsys, "predict", model, inputs, "--out", tmp_path / "p", "--force",
+               "--quiet")[0] == 0
+
+
+def test_bad_evaluation_input(trained, tmp_path, capsys):
+    _, img_dir, mask_dir, model, _ = trained
+    pred = tmp_path / "p"
+    run(capsys, "predict", model, img_dir, "--out", pred, "--quiet")
+    truth = tmp_path / "t"
+    shutil.copytree(mask_dir, truth)
+    (truth / "03.png").unlink()
+    rc, _, err = run(capsys, "evaluate", pred, truth)
+    assert rc == 2 and "03.png" in err and "no mask" in err
+    Image.open(mask_dir / "03.png").crop((0, 0, 64, 32)).save(truth / "03.png")
+    rc, _, err = run(capsys, "evaluate", pred, truth)
+    assert rc == 2 and "03.png" in err and "64 x 32" in err
+    shutil.copy(mask_dir / "03.png", truth / "03.png")
+    rc, _, err = run(capsys, "evaluate", pred, truth, "--regions", 7)
+    assert rc == 2 and "no pixel of value 7" in err
+    (tmp_path / "s.csv").write_text("keep")
+    rc, _, err = run(capsys, "evaluate", pred, truth, "--csv", tmp_path / "s.csv")
+    assert rc == 2 and "s.csv: exists" in err and (tmp_path / "s.csv").read_text() == "keep"
+
+
+def test_read_mask_accepts_a_thin_middle_class_of_0_to_k(tmp_path):
+    # 0 background, 1 a one-pixel boundary, 2 inside: a real class, not interpolation
+    mask = np.zeros((9, 9), np.uint8)
+    mask[2:7, 2:7] = 1
+    mask[3:6, 3:6] = 2
+    Image.fromarray(mask).save(tmp_path / "thin.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "thin.png"), mask)

@@ -1,0 +1,580 @@
+"""``unet-teach train``: a U-Net on your own images and masks, in a wall time you choose.
+
+What happens, in order:
+
+1. **Check everything first** (:mod:`unet_teach.app.images`): the folders, the pairs, every
+   file, the output; nothing is written if anything is wrong.
+2. **Classes from the masks' values**: the sorted values over all masks are the classes, so
+   0/255 masks are two classes, 0 and 255, and so are 0/1 masks - there is no conversion to
+   forget, which is how 0/255 masks otherwise train nothing. The model file records the
+   values, and ``predict`` writes them back.
+3. **Hold out a validation part** (``val_fraction``): whole images when there are at least
+   4, else the bottom rows of every image.
+4. **Train** (:func:`train_loop`) on random square crops (``crop`` px, mirrored up to that
+   size for smaller images) with the chosen augmentation: ``none`` (crops only), ``flip``
+   (the 8 flips and quarter turns; the default: exact, free, and enough for a short
+   training) or ``elastic`` (flips, the paper's elastic deformation and intensity changes;
+   better for longer trainings on few images). Loss: per-pixel cross-entropy (default;
+   calibrated probabilities, which the threshold below needs, and the paper's) or Dice +
+   cross-entropy (``dice_ce``, for small objects). AdamW with a cosine learning-rate decay
+   that spans the whole budget, so the rate is low when the time is up.
+5. **The budget is wall time from the command's start** (``minutes``; loading and the final
+   validation included: the loop stops early by the time those will take) or a number of
+   steps. The model file is written every ``checkpoint_minutes`` and at the end, and holds
+   the elapsed time and step, so ``resume`` continues for the time that remains.
+6. **Choose the threshold** (2 classes) on the validation part: the probability cut with
+   the lowest pixel error (:func:`unet_teach.metrics.threshold_sweep`), stored in the file.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..augment import Augment
+from ..losses import cross_entropy, dice_ce_loss
+from ..metrics import threshold_sweep
+from ..models import center_crop
+from ..train import seed_everything
+from .images import (COLOR_NOTES, NORMALIZATION, InputError, check_same_size, class_values,
+                     load_image, pair_files, read_mask)
+from .modelfile import (build_model, load_model, load_optimizer_state, model_args,
+                        optimizer_state, read_model_file, save_model)
+from .predict import decide, input_for, pick_device, predict_probabilities
+
+LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss}
+AUGMENTS = {"none": Augment(flip_rotate=False, elastic=False, intensity=False),
+            "flip": Augment(flip_rotate=True, elastic=False, intensity=False),
+            "elastic": Augment(flip_rotate=True, elastic=True, intensity=True)}
+#: The settings a training keeps; ``--resume`` continues with the stored ones.
+DEFAULTS = dict(preset="default", base_width=None, augment="flip", loss="ce",
+                val_fraction=0.1, seed=0, crop=192, batch_size=4, lr=1e-3, weight_decay=1e-4)
+DEFAULT_MINUTES = 10.0
+#: Validation scores at most this many pixels (a seeded random subset beyond it).
+MAX_VAL_PIXELS = 4_000_000
+THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.02), 2)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------ crops
+
+class RandomCrops:
+    """Random training crops from images of any sizes, with augmentation.
+
+    Each crop is ``size x size`` input pixels and ``out x out`` target pixels (equal for a
+    padded net; a valid net's output is smaller, ``out = output_size(size)``), taken from an
+    image chosen with probability proportional to its area. Images and masks are mirrored
+    at their borders by the context a valid net eats, plus up to ``out`` for images smaller
+    than that, plus a ``margin`` that the elastic deformation may pull in (cut off after).
+
+    Example:
+        >>> crops = RandomCrops([np.zeros((1, 40, 50), np.float32)], [np.zeros((40, 50), int)],
+        ...                     size=32, out=32, augment=AUGMENTS["flip"])
+        >>> x, y = crops.batch(np.random.default_rng(0), 3)
+        >>> tuple(x.shape), tuple(y.shape)
+        ((3, 1, 32, 32), (3, 32, 32))
+    """
+
+    def __init__(self, images: list[np.ndarray], masks: list[np.ndarray], size: int, out: int,
+                 augment: Augment, margin: int = 0):
+        self.size, self.out, self.augment, self.margin = size, out, augment, margin
+        self.context = (size - out) // 2
+        pad = self.context + margin
+        self.items, areas = [], []
+        for image, mask in zip(images, masks):
+            h, w = mask.shape
+            extra_h, extra_w = max(0, out - h), max(0, out - w)
+            image = np.pad(image, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)),
+                           mode="reflect")
+            mask = np.pad(mask, ((pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
+            h, w = max(h, out), max(w, out)          # output positions cover the image
+            self.items.append((image, mask, h, w))
+            areas.append((h - out + 1) * (w - out + 1))
+        self.p = np.asarray(areas, np.float64) / sum(areas)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        image, mask, h, w = self.items[rng.choice(len(self.items), p=self.p)]
+        y, x = rng.integers(0, h - self.out + 1), rng.integers(0, w - self.out + 1)
+        window = self.size + 2 * self.margin                 # input window + margins
+        crop, labels = self.augment(image[:, y:y + window, x:x + window],
+                                    mask[y:y + window, x:x + window], rng)
+        m, c = self.margin, self.margin + self.context
+        return crop[:, m:m + self.size, m:m + self.size], labels[c:c + self.out, c:c + self.out]
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images n x C x size x size float32, masks n x out x out int64)``."""
+        pairs = [self.sample(rng) for _ in range(n)]
+        return (torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)),
+                torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64)))
+
+
+def crop_sizes(model, crop: int) -> tuple[int, int]:
+    """``(input, output)`` side of a training crop whose output is at least ``crop`` px
+    (rounded up to a size the net takes; see :func:`unet_teach.app.predict.input_for`).
+
+    Example:
+        >>> from unet_teach.models import UNet
+        >>> crop_sizes(UNet(1, 2, depth=4, base_width=4, padding="valid"), 192)
+        (380, 196)
+    """
+    return input_for(model, crop)
+
+
+# ------------------------------------------------------------------------ the budget
+
+@dataclass
+class Budget:
+    """When training stops: after ``steps`` steps, or ``seconds`` of wall time counted from
+    ``clock_start`` (this command's start, ``time.monotonic()``) plus ``elapsed_before``
+    (earlier runs of a resumed training).
+
+    With a time budget the loop stops early by the time the end will take: ``reserve_s``
+    (writing the file) plus ``reserve_steps`` times the current step time (the final
+    validation, measured in training steps), and it starts no step it cannot finish.
+
+    Example:
+        >>> b = Budget(steps=10)
+        >>> b.fraction(5), b.spent(9), b.spent(10)
+        (0.5, False, True)
+    """
+
+    steps: int | None = None
+    seconds: float | None = None
+    clock_start: float = 0.0
+    elapsed_before: float = 0.0
+    reserve_s: float = 0.0
+    reserve_steps: float = 0.0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.clock_start
+
+    def fraction(self, step: int) -> float:
+        """How much of the budget is used, 0..1 (the learning-rate schedule's position)."""
+        if self.steps is not None:
+            return min(1.0, step / self.steps)
+        return min(1.0, self.elapsed() / self.seconds)
+
+    def spent(self, step: int, step_time: float = 0.0) -> bool:
+        if self.steps is not None:
+            return step >= self.steps
+        ahead = self.reserve_s + (self.reserve_steps + 1) * step_time
+        return self.elapsed() + ahead >= self.seconds
+
+    def describe(self) -> str:
+        return (f"{self.steps} steps" if self.steps is not None
+                else f"{self.seconds / 60:g} minutes")
+
+
+def cosine_lr(lr: float, fraction: float) -> float:
+    """Cosine decay from ``lr`` at the start to ``lr / 100`` at the end of the budget.
+
+    Example:
+        >>> cosine_lr(1e-3, 0.0), round(cosine_lr(1e-3, 0.5), 6), cosine_lr(1e-3, 1.0)
+        (0.001, 0.000505, 1e-05)
+    """
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))))
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimizer,
+               loss_fn: Callable, budget: Budget, *, lr: float, step: int = 0,
+               losses: list | None = None, checkpoint: Callable[[int], None] | None = None,
+               checkpoint_every_s: float = 120.0, device: torch.device | None = None,
+               progress: bool = True) -> tuple[int, str]:
+    """Train ``model`` until ``budget`` is spent; return ``(steps done in all, why)``,
+    ``why`` = ``"done"``, ``"interrupted"`` (Ctrl-C) or ``"diverged"`` (a nan loss).
+
+    Everything about the data is in ``next_batch() -> (images, masks)``; every step sets the
+    learning rate from the budget's position (:func:`cosine_lr`), runs the net, crops the
+    masks to its output (valid padding), steps the optimiser and appends the loss to
+    ``losses``; ``checkpoint(step)`` is called every ``checkpoint_every_s`` seconds. This is
+    the one function a data-parallel launch would run in each process (with a
+    DistributedDataParallel model and a per-process ``next_batch``).
+    """
+    device = device or next(model.parameters()).device
+    losses = losses if losses is not None else []
+    timed = budget.steps is None
+    bar = tqdm(total=round(budget.seconds) if timed else budget.steps, initial=0,
+               unit="s" if timed else "step", disable=not progress, file=sys.stderr,
+               desc="training", mininterval=1.0,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}{postfix}]" if timed else None)
+    shown = min(budget.elapsed(), bar.total) if timed else step
+    bar.update(shown)
+    model.train()
+    step_time, last_save, first = 0.0, time.monotonic(), step == 0
+    why = "done"
+    try:
+        while first or not budget.spent(step, step_time):
+            first = False
+            started = time.monotonic()
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(lr, budget.fraction(step))
+            x, y = next_batch()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with _autocast(device):
+                out = model(x)                                      # N x K x H' x W'
+            if out.shape[-2:] != y.shape[-2:]:
+                y = center_crop(y, *out.shape[-2:])
+            loss = loss_fn(out.float(), y)
+            if not torch.isfinite(loss):
+                why = "diverged"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            losses.append(float(loss.item()))
+            took = time.monotonic() - started
+            step_time = took if step_time == 0 else 0.9 * step_time + 0.1 * took
+            now = budget.elapsed() if timed else step
+            bar.update(max(0, min(now, bar.total) - shown))
+            shown = max(shown, min(now, bar.total))
+            bar.set_postfix_str(f"step {step}, loss {losses[-1]:.4f}", refresh=False)
+            if checkpoint is not None and time.monotonic() - last_save >= checkpoint_every_s:
+                checkpoint(step)
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        why = "interrupted"
+    finally:
+        bar.close()
+    return step, why
+
+
+# ------------------------------------------------------------------------ validation
+
+def split(stems: list[str], fraction: float, seed: int) -> dict:
+    """Which part validates: ``{"mode": "images", "images": [...]}`` (at least 4 images:
+    ``round(fraction * n)``, at least 1, chosen at random with ``seed``), ``{"mode": "rows",
+    "fraction": f}`` (fewer: the bottom rows of every image) or ``{"mode": "none"}``.
+
+    Example:
+        >>> split([f"{i:02d}" for i in range(20)], 0.1, seed=0)["images"]
+        ['12', '16']
+        >>> split(["a", "b"], 0.1, seed=0)
+        {'mode': 'rows', 'fraction': 0.1}
+    """
+    if fraction <= 0:
+        return {"mode": "none"}
+    if len(stems) >= 4:
+        n = min(len(stems) - 1, max(1, round(fraction * len(stems))))
+        chosen = np.random.default_rng(seed).choice(len(stems), n, replace=False)
+        return {"mode": "images", "images": sorted(stems[i] for i in chosen)}
+    return {"mode": "rows", "fraction": float(fraction)}
+
+
+def validate(model, parts: list[tuple], classes: int, device, seed: int = 0) -> dict:
+    """Scores on the validation ``parts`` (``(image, class indices, rows or None)``) and,
+    for 2 classes, the threshold with the lowest pixel error.
+
+    Returns ``pixel_error`` (at the chosen threshold), ``pixel_error_default`` (at 0.5, or
+    the arg-max), ``threshold`` (2 classes) and ``single_class`` (the prediction holds one
+    class everywhere while the truth holds several: a sign that training has not worked).
+    """
+    model.eval()
+    probs, truths = [], []
+    for image, target, rows in parts:
+        p = predict_probabilities(model, image, device=device)    # K x H x W
+        probs.append(p[:, rows] if rows else p)
+        truths.append(target[rows] if rows else target)
+    model.train()
+    p = np.concatenate([q.reshape(classes, -1) for q in probs], axis=1)   # K x P
+    t = np.concatenate([q.ravel() for q in truths])                       # P
+    if t.size > MAX_VAL_PIXELS:
+        keep = np.random.default_rng(seed).choice(t.size, MAX_VAL_PIXELS, replace=False)
+        p, t = p[:, keep], t[keep]
+    default = decide(p[:, None], 0.5 if classes == 2 else None)[0]
+    result = {"pixel_error_default": float((default != t).mean())}
+    chosen = default
+    if classes == 2:
+        sweep = threshold_sweep(p[1][None], t[None], thresholds=THRESHOLDS,
+                                metrics=("pixel_error",))
+        best = sweep["best"]["pixel_error"]
+        result["threshold"] = float(best)
+        result["pixel_error"] = float(sweep["pixel_error"][list(THRESHOLDS).index(best)])
+        chosen = decide(p[:, None], best)[0]
+    else:
+        result["pixel_error"] = result["pixel_error_default"]
+    result["single_class"] = bool(len(np.unique(chosen)) == 1 < len(np.unique(t)))
+    return result
+
+
+# ------------------------------------------------------------------------ the command
+
+def _settings(given: dict, stored: dict | None, out: Path) -> dict:
+    settings = dict(DEFAULTS) if stored is None else {**DEFAULTS, **stored}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if stored is not None and stored.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"{out}: was trained with {flag} {stored.get(key)}; --resume "
+                             f"continues that training - drop {flag} {value}, or start over "
+                             "with --force instead of --resume")
+        settings[key] = value
+    return settings
+
+
+def _check_options(minutes, steps, settings, checkpoint_minutes: float = 2.0) -> None:
+    if minutes is not None and not minutes > 0:
+        raise InputError(f"--minutes {minutes}: must be more than 0")
+    if steps is not None and steps < 1:
+        raise InputError(f"--steps {steps}: must be at least 1")
+    if not 0 <= settings["val_fraction"] < 1:
+        raise InputError(f"--val-fraction {settings['val_fraction']}: a fraction, at least 0 "
+                         "(no validation) and below 1")
+    if settings["augment"] not in AUGMENTS:
+        raise InputError(f"--augment {settings['augment']}: choose none, flip or elastic")
+    if settings["loss"] not in LOSSES:
+        raise InputError(f"--loss {settings['loss']}: choose ce or dice_ce")
+    for key in ("crop", "batch_size"):
+        if settings[key] < 1:
+            raise InputError(f"--{key.replace('_', '-')} {settings[key]}: must be at least 1")
+    if not settings["lr"] > 0:
+        raise InputError(f"--lr {settings['lr']}: must be more than 0")
+    if not checkpoint_minutes > 0:
+        raise InputError(f"--checkpoint-minutes {checkpoint_minutes}: must be more than 0")
+
+
+def _budget(minutes, steps, stored: dict | None, out: Path) -> dict:
+    if stored is None:
+        return {"steps": steps} if steps is not None else {"minutes": minutes or DEFAULT_MINUTES}
+    if minutes is None and steps is None:
+        return dict(stored)
+    kind, value = ("steps", steps) if steps is not None else ("minutes", minutes)
+    if kind not in stored:
+        old = next(iter(stored))
+        raise InputError(f"{out}: was trained for a number of {old}; --resume continues with "
+                         f"--{old} (the new total), not --{kind}")
+    return {kind: value}
+
+
+def train(images, masks, out, *, minutes: float | None = None, steps: int | None = None,
+          preset: str | None = None, base_width: int | None = None, augment: str | None = None,
+          loss: str | None = None, val_fraction: float | None = None, seed: int | None = None,
+          crop: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          resume: bool = False, force: bool = False, checkpoint_minutes: float = 2.0,
+          device: str | None = None, progress: bool = True,
+          clock_start: float | None = None) -> int:
+    """Train a model on the pairs in ``images`` and ``masks``, write it to ``out``; return the
+    exit status (0; 130 when interrupted, after writing a checkpoint; 1 if the loss diverged).
+
+    Options left ``None`` take the defaults (``DEFAULTS``; ``DEFAULT_MINUTES`` when neither
+    ``minutes`` nor ``steps`` is given) or, with ``resume``, the stored training's settings
+    (giving a different one is an error; ``minutes``/``steps`` set a new total budget).
+    ``clock_start`` is the command's start (``time.monotonic()``), from which ``minutes``
+    counts. Bad input raises :class:`~unet_teach.app.images.InputError` before anything
+    is written.
+    """
+    clock_start = time.monotonic() if clock_start is None else clock_start
+    out = Path(out)
+    if minutes is not None and steps is not None:
+        raise InputError("--minutes and --steps: give one budget, not both")
+    if resume and force:
+        raise InputError("--resume continues the training in --out and --force starts it "
+                         "over; give one of them")
+    stored = None
+    if resume:
+        if not out.exists():
+            raise InputError(f"{out}: no such file, so there is nothing to resume; drop "
+                             "--resume to start a training")
+        stored = read_model_file(out)
+        if "train" not in stored or "optimizer" not in stored:
+            raise InputError(f"{out}: holds no training state to resume; start over with "
+                             "--force instead of --resume")
+    elif out.exists() and not force:
+        unfinished = ""
+        try:
+            if not read_model_file(out).get("train", {}).get("finished", True):
+                unfinished = " (an unfinished training: --resume continues it)"
+        except InputError:
+            pass
+        raise InputError(f"{out}: exists{unfinished}; pass --resume to continue it, --force "
+                         "to start over, or another --out")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; --out is the model file to write, e.g. "
+                         "model.pt")
+    given = dict(preset=preset, base_width=base_width, augment=augment, loss=loss,
+                 val_fraction=val_fraction, seed=seed, crop=crop, batch_size=batch_size, lr=lr)
+    old_train = stored["train"] if stored else None
+    settings = _settings(given, old_train["settings"] if old_train else None, out)
+    _check_options(minutes, steps, settings, checkpoint_minutes)
+    budget_spec = _budget(minutes, steps, old_train["budget"] if old_train else None, out)
+    if old_train:
+        kind, total = next(iter(budget_spec.items()))
+        used = old_train["step"] if kind == "steps" else old_train["elapsed_s"] / 60
+        if used >= total or (old_train["finished"] and budget_spec == old_train["budget"]):
+            raise InputError(f"{out}: already trained for {total:g} {kind}; to train longer, "
+                             f"pass a larger total --{kind} with --resume")
+
+    # --- the model's shape, then the data checked against it
+    if stored:
+        model, _ = load_model(out, stored)
+        args = stored["model_args"]
+    else:
+        args = model_args(settings["preset"], 2, settings["base_width"])   # classes set below
+    channels = int(args.get("in_channels", 1))
+    pairs = pair_files(images, masks)
+    files = {stem: mask_file for stem, _, mask_file in pairs}
+    mask_arrays = {stem: read_mask(mask_file) for stem, _, mask_file in pairs}
+    values = class_values(mask_arrays, files)
+    image_arrays, notes = {}, set()
+    for stem, image_file, mask_file in pairs:
+        image, note = load_image(image_file, channels, NORMALIZATION)
+        check_same_size(image_file, image, mask_file, mask_arrays[stem])
+        image_arrays[stem], notes = image, notes | {note}
+    if stored and stored["class_values"] != values:
+        raise InputError(f"{masks}: the masks hold the values {values}, but {out} was trained "
+                         f"on {stored['class_values']}; resume with the same masks, or start "
+                         "over with --force")
+    targets = {s: np.searchsorted(values, m).astype(np.int64) for s, m in mask_arrays.items()}
+    val = split([s for s, _, _ in pairs], settings["val_fraction"], settings["seed"])
+    if old_train and old_train["validation_split"] != val:
+        raise InputError(f"{images}: the images are not those {out} was trained on (the "
+                         "validation images differ); resume with the same folders, or start "
+                         "over with --force")
+
+    device = pick_device(device)
+
+    # --- nothing was wrong: from here on, files are written
+    seed_everything(settings["seed"])
+    if not stored:
+        args = model_args(settings["preset"], len(values), settings["base_width"])
+        model = build_model(args)
+    model.to(device)
+    train_imgs, train_masks, parts = [], [], []
+    for stem, image in image_arrays.items():
+        target = targets[stem]
+        if val["mode"] == "images" and stem in val["images"]:
+            parts.append((image, target, None))
+            continue
+        if val["mode"] == "rows":
+            keep = max(1, round(target.shape[0] * (1 - val["fraction"])))
+            parts.append((image, target, slice(keep, None)))
+            image, target = image[:, :keep], target[:keep]
+        train_imgs.append(image)
+        train_masks.append(target)
+    # no larger than the images (smaller ones are mirrored up to it), on the net's size grid
+    side = max(min(m.shape) for m in train_masks)
+    size, out_size = crop_sizes(model, min(settings["crop"], side))
+    augment_ = AUGMENTS[settings["augment"]]
+    crops = RandomCrops(train_imgs, train_masks, size, out_size, augment_,
+                        margin=16 if augment_.elastic else 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"],
+                                  weight_decay=settings["weight_decay"])
+    if stored:
+        load_optimizer_state(optimizer, stored["optimizer"])
+    step = int(old_train["step"]) if old_train else 0
+    losses = list(old_train["loss"]) if old_train else []
+    val_pixels = sum(t.size for _, t, _ in parts)             # predicted whole
+    n_params = sum(p.numel() for p in model.parameters())
+    budget = Budget(steps=budget_spec.get("steps"),
+                    seconds=budget_spec["minutes"] * 60 if "minutes" in budget_spec else None,
+                    clock_start=clock_start,
+                    elapsed_before=float(old_train["elapsed_s"]) if old_train else 0.0,
+                    # writing the file: about 100 MB/s, three times the weights (AdamW)
+                    reserve_s=0.25 + 3 * 4 * n_params / 100e6,
+                    # a forward pass is about a third of a training step; predicting the
+                    # validation images whole costs about 2 / 3 of a step per crop's pixels
+                    reserve_steps=0.7 * val_pixels / (settings["batch_size"] * size * size))
+    for note in sorted(n for n in notes if n):
+        _note(COLOR_NOTES[note])
+    total = sum(t.size for t in targets.values())
+    shares = ", ".join(f"{v} -> class {i} ({sum((t == i).sum() for t in targets.values()) / total:.0%})"
+                       for i, v in enumerate(values))
+    what = {"images": f"{len(val.get('images', []))} image(s) held out for validation",
+            "rows": f"the bottom {val.get('fraction', 0):.0%} of rows held out for validation",
+            "none": "no validation (threshold 0.5)"}[val["mode"]]
+    _say(f"{'resuming' if stored else 'training'}: {len(pairs)} image pair(s), {what}; "
+         f"mask values {shares}")
+    _say(f"model: preset {settings['preset']} ({n_params / 1e6:.2f} M parameters), "
+         f"{size} px crops x {settings['batch_size']}, augment {settings['augment']}, loss "
+         f"{settings['loss']}, on {device}")
+    if budget.seconds is not None:
+        left = budget.seconds - budget.elapsed()
+        ends = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+        left_text = f"{left / 60:.1f} min" if left >= 60 else f"{max(left, 0):.0f} s"
+        _say(f"budget: {budget.describe()} in all, {left_text} left: ends at about {ends}; "
+             f"the model file {out} is written every {checkpoint_minutes:g} min and at the end")
+    else:
+        _say(f"budget: {budget.describe()} ({step} done); {out} is written every "
+             f"{checkpoint_minutes:g} min and at the end")
+
+    threshold_info = dict(old_train.get("threshold_info", {})) if old_train else {}
+
+    def contents(step_now: int, finished: bool, validation: dict | None = None) -> dict:
+        info = validation or threshold_info
+        file = {"unet_teach": __version__, "preset": settings["preset"], "model_args": args,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "class_values": values, "normalization": dict(NORMALIZATION),
+                "train": {"settings": {k: v for k, v in settings.items() if v is not None},
+                          "budget": budget_spec, "step": step_now,
+                          "elapsed_s": budget.elapsed(), "finished": finished,
+                          "schedule_position": budget.fraction(step_now),
+                          "images": [s for s in image_arrays if not (val["mode"] == "images"
+                                                                     and s in val["images"])],
+                          "validation_split": val, "loss": list(losses),
+                          "threshold_info": dict(info)},
+                "optimizer": optimizer_state(optimizer)}
+        if len(values) == 2:
+            file["threshold"] = float(info.get("threshold", 0.5))
+            file["threshold_from"] = ("lowest pixel error on the validation part"
+                                      if "threshold" in info else "default (not validated)")
+        if info:
+            file["validation"] = {k: v for k, v in info.items() if k != "single_class"}
+        return file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([settings["seed"], step])     # new crops after a resume
+    step, why = train_loop(
+        model, lambda: crops.batch(rng, settings["batch_size"]), optimizer,
+        LOSSES[settings["loss"]], budget, lr=settings["lr"], step=step, losses=losses,
+        checkpoint=lambda s: save_model(out, contents(s, False)),
+        checkpoint_every_s=checkpoint_minutes * 60, device=device, progress=progress)
+    if why == "diverged":
+        print(f"error: the loss became nan at step {step + 1} (nothing more written to "
+              f"{out}); start over with a lower --lr (now {settings['lr']:g})",
+              file=sys.stderr)
+        return 1
+    if why == "interrupted":
+        save_model(out, contents(step, False))
+        print(f"interrupted at step {step} ({budget.elapsed() / 60:.1f} min); wrote {out}; "
+              "the same command with --resume continues it", file=sys.stderr)
+        return 130
+    validation = {}
+    if parts:
+        validation = validate(model, parts, len(values), device, settings["seed"])
+        threshold_info.update(validation)
+    save_model(out, contents(step, True, validation or None))
+    took = budget.elapsed()
+    line = f"wrote {out}: {step} steps, {took / 60:.1f} min in all"
+    if validation:
+        at = (f" at threshold {validation['threshold']:g} (at 0.5: "
+              f"{validation['pixel_error_default']:.4f})" if "threshold" in validation else "")
+        line += f"; validation pixel error {validation['pixel_error']:.4f}{at}"
+    _say(line)
+    if validation.get("single_class"):
+        _note("the model predicts one class everywhere on the validation part; train longer "
+              "(--minutes), or try --loss dice_ce if the objects are small")
+    return 0
