@@ -564,3 +564,43 @@ def test_answers_that_call_the_library_score_nothing_and_say_why(graded):
     assert row["questions"]["q4_explain"] == {"points": None, "max": 2.0, "manual": True,
                                               "error": None}
     assert (row["total"], row["max"], row["manual_max"]) == (2.0, 7.0, 2.0)
+
+
+def test_unet_check_accepts_a_correct_net_built_in_another_order(capsys):
+    """The U-Net check matches layers by the order the forward pass calls them, so a net
+    whose decoder and head are created before its encoder still passes."""
+    import torch
+    from torch import nn
+    from unet_teach.models import center_crop
+    from unet_teach.course.checks import unet as unet_checks
+
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3), nn.ReLU(), nn.Conv2d(cout, cout, 3),
+                             nn.ReLU())
+
+    class Backwards(nn.Module):
+        def __init__(self, cin, cout, depth, width):
+            super().__init__()
+            w = [width * 2 ** i for i in range(depth + 1)]
+            self.head = nn.Conv2d(w[0], cout, 1)                       # created first
+            self.up_convs = nn.ModuleList(block(2 * w[i], w[i]) for i in range(depth))
+            self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2)
+                                     for i in range(depth))
+            self.bottom = block(w[depth - 1], w[depth])
+            self.down_convs = nn.ModuleList(block(cin if i == 0 else w[i - 1], w[i])
+                                            for i in range(depth))       # created last
+
+        def forward(self, x):
+            skips = []
+            for conv in self.down_convs:
+                x = conv(x)
+                skips.append(x)
+                x = nn.functional.max_pool2d(x, 2)
+            x = self.bottom(x)
+            for i in reversed(range(len(self.ups))):
+                x = self.ups[i](x)
+                x = self.up_convs[i](torch.cat([center_crop(skips[i], *x.shape[-2:]), x], 1))
+            return self.head(x)
+
+    unet_checks.check_unet(Backwards)
+    assert "unet: all 6 checks passed" in capsys.readouterr().out

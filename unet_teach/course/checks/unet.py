@@ -64,9 +64,38 @@ def _module(obj, name: str, where: str) -> nn.Module:
     return obj
 
 
-def _copy_weights(src: nn.Module, dst: nn.Module, name: str) -> None:
-    """Copy ``src``'s parameters into ``dst`` in creation order; shapes must agree."""
-    a, b = list(src.parameters()), list(dst.parameters())
+def _call_order(module: nn.Module, *inputs) -> list[torch.Tensor]:
+    """The parameters of ``module`` in the order its forward pass uses them.
+
+    A correct answer may create its layers in any order (decoder before encoder, say); what
+    must agree is the computation. So the layers holding parameters are listed in the order
+    they are first called on ``inputs``, and their parameters in that order. If the forward
+    pass fails, creation order is used (the check then reports the error itself).
+    """
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: order.append(m) if m not in order
+                                         else None)
+             for m in module.modules()
+             if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    except Exception:                      # noqa: BLE001 - reported by the check's own call
+        order = []
+    finally:
+        for h in hooks:
+            h.remove()
+    if not order:
+        return list(module.parameters())
+    used = [p for m in order for p in m.parameters(recurse=False)]
+    seen = {id(p) for p in used}
+    return used + [p for p in module.parameters() if id(p) not in seen]   # unused ones last
+
+
+def _copy_weights(src: nn.Module, dst: nn.Module, name: str, *inputs) -> None:
+    """Copy ``src``'s parameters into ``dst`` layer by layer, matched in the order the forward
+    pass calls the layers (see :func:`_call_order`); shapes must agree."""
+    a, b = _call_order(src, *inputs), _call_order(dst, *inputs)
     shapes_a, shapes_b = [tuple(p.shape) for p in a], [tuple(p.shape) for p in b]
     if shapes_a != shapes_b:
         first = next((i for i, (x, y) in enumerate(zip(shapes_a, shapes_b)) if x != y),
@@ -75,10 +104,10 @@ def _copy_weights(src: nn.Module, dst: nn.Module, name: str) -> None:
         got = shapes_b[first] if first < len(b) else "nothing"
         raise AssertionError(
             f"{name}'s parameters do not line up with the reference: {len(b)} tensors vs "
-            f"{len(a)} expected; tensor #{first} should have shape {exp}, got {got}.\nHint: "
-            "create the layers in the order the forward pass uses them, each Conv2d with a "
-            "bias, and no extra layers (reference parameter shapes: "
-            f"{shapes_a[:6]}{' ...' if len(a) > 6 else ''})")
+            f"{len(a)} expected; in the order the forward pass uses them, tensor #{first} "
+            f"should have shape {exp}, got {got}.\nHint: each Conv2d with a bias, no extra "
+            "layers, and the channels of every step as in the figure (reference parameter "
+            f"shapes in forward order: {shapes_a[:6]}{' ...' if len(a) > 6 else ''})")
     with torch.no_grad():
         for p, q in zip(a, b):
             q.copy_(p)
@@ -168,9 +197,9 @@ def check_double_conv_down(double_conv: Callable, down: Callable, points: float 
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             ref = models.DoubleConv(cin, cout, padding="valid").double()
-        _copy_weights(ref, mine, "double_conv")
         x = torch.randn(2, cin, size, size, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
+        _copy_weights(ref, mine, "double_conv", x)
         with torch.no_grad():
             got = _tensor(call_student(mine, "double_conv", x, where=where), "double_conv", where)
             _compare(got, ref(x), "double_conv", where,
@@ -242,10 +271,10 @@ def check_up_block(cls: Callable, points: float | None = None) -> None:
         with torch.random.fork_rng():
             torch.manual_seed(100 + seed)
             ref = models.Up(cin, cout, cout, cout, padding="valid").double()
-        _copy_weights(ref, mine, name)
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(2, cin, low, low, generator=g, dtype=torch.float64)
         skip = torch.randn(2, cout, high, high, generator=g, dtype=torch.float64)
+        _copy_weights(ref, mine, name, x, skip)
         with torch.no_grad():
             got = _tensor(call_student(mine, name, x, skip, where=where), name, where)
             _compare(got, ref(x, skip), name, where,
@@ -260,7 +289,8 @@ def check_up_block(cls: Callable, points: float | None = None) -> None:
 def check_unet(cls: Callable, points: float | None = None) -> None:
     """Check ``cls(in_channels, out_channels, depth, base_width)``: a valid-padding U-Net
     (max-pool down, 2x2 transposed-conv up with bias, crop-and-concatenate, 1x1 head) whose
-    parameters, created in forward order, line up with :class:`~unet_teach.models.UNet`'s.
+    layers, in the order the forward pass calls them, line up with
+    :class:`~unet_teach.models.UNet`'s (the order they are created in does not matter).
 
     Example:
         >>> from unet_teach.models import UNet
@@ -285,9 +315,9 @@ def check_unet(cls: Callable, points: float | None = None) -> None:
                 f"{got_params - expected_params:+,}).\nHint: level i has base_width * 2**i "
                 "channels; each decoder DoubleConv takes skip + up-sampled channels "
                 "(2 x its width); the ConvTranspose2d(2 x w, w, 2, stride=2) halves the channels")
-        _copy_weights(ref, mine, where)
         x = torch.randn(1, cin, size, size, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
+        _copy_weights(ref, mine, where, x)
         with torch.no_grad():
             expected = ref(x)
             got = _tensor(call_student(mine, name, x, where=f"{where} on a {size} px input"),
