@@ -6,7 +6,9 @@ Its subcommands (``unet-teach <subcommand> --help`` lists the options)::
     unet-teach release    write the student notebooks (exercises/source -> exercises/release);
                           --check only reports whether they are up to date
     unet-teach grade      grade submitted notebooks into report.json, grades.csv and one
-                          feedback file each; --roster fills in an LMS gradebook CSV
+                          feedback file each; --roster fills in an LMS gradebook CSV;
+                          --shard i/n grades one of n parts of the batch
+    unet-teach grade-merge  merge the out folders of the n shards into one run's files
     unet-teach train      train a U-Net on your own folders of images and masks
     unet-teach predict    segment images with a trained model file
     unet-teach evaluate   score predicted masks against true ones; --report writes a page
@@ -100,25 +102,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .grade import format_table, grade
-    from .roster import RosterError, fill_roster, read_roster, write_problems, write_roster
 
     out = Path(args.out)
+    shard = getattr(args, "shard", None)
+    if shard and (args.roster or args.roster_key):
+        print("error: a shard holds part of the batch; give --roster and --roster-key to "
+              "`unet-teach grade-merge` instead", file=sys.stderr)
+        return 2
     roster = None
     if args.roster or args.roster_key:
         # checked before grading, which takes minutes, not after
-        if not (args.roster and args.roster_key):
-            print("error: --roster FILE and --roster-key COLUMN go together: the gradebook CSV "
-                  "and the column of it that holds the students' folder names",
-                  file=sys.stderr)
-            return 2
-        if (out / "roster.csv").resolve() == Path(args.roster).resolve():
-            print(f"error: the roster is {out / 'roster.csv'}, which this run would overwrite; "
-                  "pass the gradebook as exported, or another --out", file=sys.stderr)
-            return 2
-        try:
-            roster = read_roster(args.roster, args.roster_key)
-        except RosterError as err:
-            print(f"error: {err}", file=sys.stderr)
+        roster = _read_roster_option(args, out)
+        if roster is None:
             return 2
 
     start = time.monotonic()
@@ -131,7 +126,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             report = grade(args.submissions, out, source_dir=args.source, jobs=args.jobs,
-                           cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress)
+                           cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress,
+                           shard=shard)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -141,16 +137,83 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print("no notebooks found in the given paths", file=sys.stderr)
     print(format_table(report))
     wrote = [out / "report.json", out / "grades.csv", out / "feedback"]
+    if shard:
+        wrote.append(out / "shard.json")
     if roster is not None:
-        problems = fill_roster(roster, report)
-        write_roster(roster, out / "roster.csv")
-        write_problems(problems, out / "roster_problems.csv")
-        for line in _roster_warnings(problems):
-            print(f"warning: {line}", file=sys.stderr)
-        wrote += [out / "roster.csv", out / "roster_problems.csv"]
-    print(f"\n{len(report)} submission(s) graded in {time.monotonic() - start:.0f} s; "
+        wrote += _write_roster(roster, report, out)
+    part = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"\n{len(report)} submission(s) graded{part} in {time.monotonic() - start:.0f} s; "
           f"wrote {', '.join(str(p) for p in wrote)}")
     return 0
+
+
+def _read_roster_option(args: argparse.Namespace, out):
+    """The roster of --roster/--roster-key, checked; ``None`` (the error printed) if unusable."""
+    from pathlib import Path
+
+    from .roster import RosterError, read_roster
+
+    if not (args.roster and args.roster_key):
+        print("error: --roster FILE and --roster-key COLUMN go together: the gradebook CSV "
+              "and the column of it that holds the students' folder names",
+              file=sys.stderr)
+        return None
+    if (Path(out) / "roster.csv").resolve() == Path(args.roster).resolve():
+        print(f"error: the roster is {Path(out) / 'roster.csv'}, which this run would overwrite; "
+              "pass the gradebook as exported, or another --out", file=sys.stderr)
+        return None
+    try:
+        return read_roster(args.roster, args.roster_key)
+    except RosterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def _write_roster(roster, report: list[dict], out) -> list:
+    """Fill in and write OUT/roster.csv and OUT/roster_problems.csv; warn about problems."""
+    from .roster import fill_roster, write_problems, write_roster
+
+    problems = fill_roster(roster, report)
+    write_roster(roster, out / "roster.csv")
+    write_problems(problems, out / "roster_problems.csv")
+    for line in _roster_warnings(problems):
+        print(f"warning: {line}", file=sys.stderr)
+    return [out / "roster.csv", out / "roster_problems.csv"]
+
+
+def cmd_grade_merge(args: argparse.Namespace) -> int:
+    """Merge the out folders of a run's shards into the files of one whole run."""
+    from pathlib import Path
+
+    from .grade import ShardError, format_table, merge
+
+    out = Path(args.out)
+    roster = None
+    if args.roster or args.roster_key:
+        roster = _read_roster_option(args, out)
+        if roster is None:
+            return 2
+    try:
+        report = merge(args.parts, out, force=args.force)
+    except ShardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    wrote = [out / "report.json", out / "grades.csv", out / "feedback", out / "executed"]
+    if roster is not None:
+        wrote += _write_roster(roster, report, out)
+    print(f"\n{len(report)} submission(s) from {len(args.parts)} shard(s); "
+          f"wrote {', '.join(str(p) for p in wrote)}")
+    return 0
+
+
+def _shard_option(text: str) -> tuple[int, int]:
+    from .grade.shard import ShardError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ShardError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--shard ")) from None
 
 
 def _app(run) -> int:
@@ -314,7 +377,28 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--roster-key", metavar="COLUMN", help="the roster column that holds the "
                     "names of the submission folders, e.g. 'SIS Login ID' (Canvas) or 'Email "
                     "address' (Moodle)")
+    gr.add_argument("--shard", type=_shard_option, metavar="I/N", help="grade only the I-th "
+                    "of N parts (every N-th submission of the sorted list, from the I-th on) and "
+                    "write OUT/shard.json too; merge the N out folders with `unet-teach "
+                    "grade-merge` (I = 1..N)")
     gr.set_defaults(func=cmd_grade)
+
+    gm = sub.add_parser("grade-merge", help="merge the out folders of graded shards",
+                        description="Merge the out folders of every shard of one `unet-teach "
+                        "grade --shard I/N` run into the files one whole run writes: "
+                        "report.json (rows in the whole run's order), grades.csv, feedback/, "
+                        "executed/ and, with --roster, roster.csv. Refuses (exit 2, writing "
+                        "nothing) a missing or repeated shard and shards of different runs.")
+    gm.add_argument("parts", nargs="+", metavar="PART", help="the out folder of each shard")
+    gm.add_argument("--out", required=True, help="a new or empty folder for the merged files")
+    gm.add_argument("--force", action="store_true", help="use --out even if it is not empty, "
+                    "replacing the merged files there (report.json, grades.csv, roster files, "
+                    "feedback/*.md, executed/*.ipynb)")
+    gm.add_argument("--roster", metavar="FILE", help="as for grade: the gradebook CSV, written "
+                    "back as OUT/roster.csv (needs --roster-key)")
+    gm.add_argument("--roster-key", metavar="COLUMN", help="as for grade: the roster column "
+                    "that holds the names of the submission folders")
+    gm.set_defaults(func=cmd_grade_merge)
     _add_app_commands(sub)
     return parser
 

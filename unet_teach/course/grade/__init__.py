@@ -15,6 +15,8 @@ The pipeline, one file a phase, in the order :func:`grade` runs it::
     # restore.py   5. write back any input file that student code changed while the batch ran
     # report.py    6. report.json, grades.csv and the table on the terminal, and
     # feedback.py     one Markdown file per submission to hand back
+    # shard.py     (a large course) grade every n-th submission on each of n machines, with
+    #                 --shard i/n, and merge the parts into the files of one whole run
 
 The order is what keeps one submission from changing another's grade: everything is read
 (1) before the first kernel starts (3), and each kernel sees only its own notebook. The
@@ -47,10 +49,11 @@ from .report import format_table, question_ids, write_report
 from .restore import restore, snapshot
 from .run import STARTUP_TIMEOUT
 from .score import make_row, score_questions
+from .shard import ShardError, merge, parse_shard, run_identity, select, write_shard_info
 
-__all__ = ["grade", "Assignment", "SubmissionError", "assemble", "collect", "feedback_text",
-           "format_table", "load_assignments", "match", "question_ids", "read_submission",
-           "write_feedback", "write_report"]
+__all__ = ["grade", "Assignment", "ShardError", "SubmissionError", "assemble", "collect",
+           "feedback_text", "format_table", "load_assignments", "match", "merge", "parse_shard",
+           "question_ids", "read_submission", "write_feedback", "write_report"]
 
 
 def _display(path: Path) -> str:
@@ -62,7 +65,7 @@ def _display(path: Path) -> str:
 
 def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike = "exercises/source",
           jobs: int | None = None, cell_timeout: float = 60, timeout: float = 600,
-          progress=None) -> list[dict]:
+          progress=None, shard: tuple[int, int] | None = None) -> list[dict]:
     """Grade ``submissions`` (notebook files and folders), write ``out_dir/report.json``,
     ``out_dir/grades.csv``, ``out_dir/feedback/`` and the executed notebooks under
     ``out_dir/executed/``; return the report (one dict per submission, in the order found).
@@ -70,10 +73,17 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     ``jobs`` notebooks run at once (default: the number of CPUs, at most 4); a cell may run
     ``cell_timeout`` seconds, a notebook ``timeout`` seconds. ``progress``, if given, is
     called with each finished row.
+
+    ``shard=(i, n)`` grades only the i-th of n parts of the batch (every n-th submission of
+    the sorted list, from the i-th on; see :mod:`~unet_teach.course.grade.shard`), writes
+    the same files for that part plus ``out_dir/shard.json``, and returns that part's rows;
+    :func:`merge` turns the n out folders into the files of the whole run.
     """
     jobs = jobs or min(4, os.cpu_count() or 1)
     if jobs < 1 or cell_timeout <= 0 or timeout <= 0:
         raise ValueError("jobs, cell_timeout and timeout must be positive")
+    if shard is not None:
+        shard = parse_shard(f"{shard[0]}/{shard[1]}")          # 1 <= i <= n, or ShardError
     assignments = load_assignments(source_dir)
     out_dir = Path(out_dir)
     (out_dir / "executed").mkdir(parents=True, exist_ok=True)
@@ -81,6 +91,7 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     outside = out_dir.resolve()
     found = [(p, s) for p, s in collect(submissions) if outside not in p.resolve().parents]
     rows: list[dict | None] = [None] * len(found)
+    mine = select(len(found), shard)
 
     def done(i, row):
         rows[i] = row
@@ -89,8 +100,9 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
 
     # 1. read everything, and keep the bytes of every input for phase 5
     inputs = snapshot([*(p for p, _ in found), *(a.path for a in assignments.values())])
-    todo, matched = [], {}
-    for i, (path, student) in enumerate(found):
+    todo, matched, executed = [], {}, {}
+    for i in mine:
+        path, student = found[i]
         shown = _display(path)
         try:
             sub = read_submission(path)
@@ -107,9 +119,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
         nb, tests = assemble(sub, assignment)
         matched[i] = (assignment, tests)
         safe = re.sub(r"[^\w.-]+", "_", path.name) or "submission.ipynb"
+        executed[i] = f"{i + 1:03d}_{safe}"          # numbered as in the whole run
         todo.append((i, {"notebook": nbformat.writes(nb), "tests": tests, "filename": safe,
                          "cell_timeout": cell_timeout, "timeout": timeout,
-                         "executed_path": str(out_dir / "executed" / f"{i + 1:03d}_{safe}")}))
+                         "executed_path": str(out_dir / "executed" / executed[i])}))
 
     # 3. run, `jobs` workers at a time; 4. score each as it finishes
     def finish(i, result, seconds):
@@ -138,4 +151,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     report = [r for r in rows if r is not None]
     write_feedback(report, out_dir)
     write_report(report, out_dir, assignments)
+    if shard is not None:
+        identity = run_identity([(_display(p), s, inputs.get(p)) for p, s in found],
+                                {a.name: inputs.get(a.path) for a in assignments.values()},
+                                cell_timeout, timeout)
+        write_shard_info(out_dir, shard, identity, mine, [executed.get(i) for i in mine],
+                         [i for i, (p, _) in enumerate(found) if p in restored], assignments)
     return report
