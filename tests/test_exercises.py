@@ -170,15 +170,23 @@ def test_solution_cell_without_markers_is_replaced_whole():
 
 # --------------------------------------------------------------------------- checks
 
-def good_dice(pred, target):
-    return metrics.dice(pred, target)
+def my_dice(pred, target, cls=1):
+    p, t = pred == cls, target == cls
+    total = p.sum() + t.sum()
+    return float(2 * (p & t).sum() / total) if total else float("nan")
 
 
-def test_checks_pass_the_reference_and_print_the_points(capsys):
-    checks.check_pixel_accuracy(metrics.pixel_accuracy)
-    checks.check_dice(good_dice)
-    checks.check_iou(lambda p, t: metrics.iou(p, t))
-    checks.check_mean_iou(lambda p, t: metrics.mean_iou(p, t, num_classes=2))
+def my_iou(pred, target, cls=1):
+    p, t = pred == cls, target == cls
+    union = (p | t).sum()
+    return float((p & t).sum() / union) if union else float("nan")
+
+
+def test_checks_pass_hand_written_answers_and_print_the_points(capsys):
+    checks.check_pixel_accuracy(lambda p, t: float((p == t).mean()))
+    checks.check_dice(my_dice)
+    checks.check_iou(my_iou)
+    checks.check_mean_iou(lambda p, t: float(np.nanmean([my_iou(p, t, c) for c in (0, 1)])))
     masks = np.array([[0, 1], [0, 0]])
     checks.check_baseline(0.75, 0.0, masks)
     out = capsys.readouterr().out.splitlines()
@@ -194,11 +202,12 @@ def test_checks_accept_float32_and_torch_results():
 
 
 @pytest.mark.parametrize("fn, expected", [
-    (lambda p, t: metrics.iou(p, t), ["expected 0.666667, got 0.5", "'a 2 x 3 example'",
-                                      "shape (2, 3)", "that is the IoU"]),
-    (lambda p, t: metrics.dice(p, t, cls=0), ["Dice of class 0"]),
+    (my_iou, ["expected 0.666667, got 0.5", "'a 2 x 3 example'", "shape (2, 3)",
+              "that is the IoU"]),
+    (lambda p, t: my_dice(p, t, cls=0), ["Dice of class 0"]),
     (lambda p, t: 1.0, ["off by", "Hint: Dice = 2 TP / (2 TP + FP + FN)"]),
-    (lambda p, t: metrics.dice_per_class(p, t, 2), ["returned an array of shape (2,)"]),
+    (lambda p, t: np.array([my_dice(p, t, 0), my_dice(p, t, 1)]),
+     ["returned an array of shape (2,)"]),
     (lambda p, t: None, ["returned None", "forget `return`"]),
     (lambda p, t: "0.5", ["returned str", "one number"]),
     (lambda p, t: 1 / 0, ["raised ZeroDivisionError: division by zero"]),
@@ -231,7 +240,7 @@ def test_check_failures_for_common_mistakes():
     with pytest.raises(AssertionError, match="number of correct pixels"):
         checks.check_pixel_accuracy(lambda p, t: (p == t).sum())
     with pytest.raises(AssertionError, match="IoU of class 1 only"):
-        checks.check_mean_iou(lambda p, t: metrics.iou(p, t))
+        checks.check_mean_iou(my_iou)
     with pytest.raises(AssertionError, match="baseline_dice is wrong: expected 0, got 1"):
         checks.check_baseline(0.75, 1.0, np.array([[0, 1], [0, 0]]))
 
@@ -363,11 +372,73 @@ def _elastic_in_a_thread(image, mask, sigma, grid, rng):
 
 
 def _library_answers():
-    from unet_teach import augment, losses
+    import torch
+
+    from unet_teach import augment, cost, fcn, infer, losses, models, patches
     from unet_teach.checks import augmentation as aug
     from unet_teach.checks import losses as loss
+    from unet_teach.checks import patches as pc
+    from unet_teach.checks import unet as un
+
+    def net(layers):
+        return pc.to_module(layers)
+
+    def cm_dice(p, t):
+        cm = metrics.confusion_matrix(p, t, 2)
+        return 2 * cm[1, 1] / (2 * cm[1, 1] + cm[0, 1] + cm[1, 0])
+
+    class UpBlock(models.Up):
+        def __init__(self, in_ch, out_ch):
+            super().__init__(in_ch, out_ch, out_ch, out_ch, padding="valid")
 
     return [
+        # exercise 1
+        ("pixel_accuracy imported", checks.check_pixel_accuracy, metrics.pixel_accuracy,
+         "metrics.pixel_accuracy"),
+        ("1 - pixel_error", checks.check_pixel_accuracy,
+         lambda p, t: 1 - metrics.pixel_error(p, t), "metrics.pixel_error"),
+        ("dice imported", checks.check_dice, metrics.dice, "metrics.dice"),
+        ("dice from the confusion matrix", checks.check_dice, cm_dice, "metrics.confusion_matrix"),
+        ("dice from segmentation_report", checks.check_dice,
+         lambda p, t: metrics.segmentation_report(p, t)["dice"], "metrics.segmentation_report"),
+        ("iou_per_class", checks.check_iou, lambda p, t: metrics.iou_per_class(p, t, 2)[1],
+         "metrics.iou_per_class"),
+        ("mean_iou imported", checks.check_mean_iou,
+         functools.partial(metrics.mean_iou, num_classes=2), "metrics.mean_iou"),
+        ("nanmean of iou_per_class", checks.check_mean_iou,
+         lambda p, t: np.nanmean(metrics.iou_per_class(p, t, 2)), "metrics.iou_per_class"),
+        # exercise 2
+        ("extract_patch imported", pc.check_extract_patch, patches.extract_patch,
+         "patches.extract_patch"),
+        ("extract_patches of one pixel", pc.check_extract_patch,
+         lambda image, row, col, window: patches.extract_patches(image, window, [row], [col])[0],
+         "patches.extract_patches"),
+        ("extract_patches of every pixel", pc.check_sliding_window_segment,
+         lambda classify, image, window: classify(patches.extract_patches(image, window))
+         .reshape(image.shape), "patches.extract_patches"),
+        ("count_macs", pc.check_stack_macs,
+         lambda layers, size: cost.count_macs(net(layers), (1, layers[0][1], size, size)),
+         "cost.count_macs"),
+        ("per_position_macs", pc.check_redundancy,
+         lambda layers, w: cost.count_macs(net(layers), (1, layers[0][1], w, w))
+         / cost.per_position_macs(net(layers)), "cost.per_position_macs"),
+        ("receptive_field", pc.check_receptive_field,
+         lambda layers: cost.receptive_field(net(layers)), "cost.receptive_field"),
+        # exercise 3
+        ("to_fully_convolutional", un.check_fully_convolutional,
+         functools.partial(fcn.to_fully_convolutional, dense=False), "fcn.to_fully_convolutional"),
+        ("DoubleConv", lambda answer: un.check_double_conv_down(answer, lambda: torch.nn.MaxPool2d(2)),
+         lambda i, o: models.DoubleConv(i, o, padding="valid"), "models.DoubleConv.__init__"),
+        ("center_crop", un.check_crop_and_concat,
+         lambda skip, x: torch.cat([models.center_crop(skip, *x.shape[-2:]), x], 1),
+         "models.center_crop"),
+        ("a subclass of Up", un.check_up_block, UpBlock, "models.Up.__init__"),
+        ("UNet with functools.partial", un.check_unet,
+         functools.partial(models.UNet, padding="valid"), "models.UNet.__init__"),
+        ("valid_sizes imported", un.check_valid_sizes, models.valid_sizes, "models.valid_sizes"),
+        ("tile_layout", un.check_overlap_tile,
+         lambda net, image, tile: infer.tile_layout(net, tile) and None, "infer.tile_layout"),
+        # exercises 4 and 5
         ("the function itself", loss.check_dice_loss, losses.dice_loss, "losses.dice_loss"),
         ("functools.partial", loss.check_dice_loss, functools.partial(losses.dice_loss, smooth=1e-5),
          "losses.dice_loss"),
@@ -376,7 +447,7 @@ def _library_answers():
          "losses.dice_ce_loss"),
         ("called, then discarded", loss.check_dice_loss, _peek_then_own, "losses.dice_loss"),
         ("default_loss", loss.check_weighted_cross_entropy,
-         lambda s, t, w: losses.default_loss(s, t, w), "losses.cross_entropy"),
+         lambda s, t, w: losses.default_loss(s, t, w), "losses.default_loss"),
         ("weight_map imported", loss.check_weight_map, losses.weight_map, "losses.weight_map"),
         ("elastic with a field", aug.check_warp,
          lambda image, mask, field: augment.elastic(image, mask, field=field), "augment.elastic"),
@@ -398,6 +469,43 @@ def test_an_answer_that_calls_the_library_reference_scores_nothing(case):
     assert "called the library's reference implementation" in first
     assert f"unet_teach.{reference}" in first
     assert first.endswith("earns no points for this question.")
+
+
+def test_a_question_may_use_what_an_earlier_one_asks_for_even_the_librarys(capsys):
+    """Only the function a question asks for is guarded, not the earlier answers or helpers
+    it hands out, although those call a guarded function inside the library."""
+    import torch
+
+    from unet_teach import cost, models, patches
+    from unet_teach.checks import patches as pc
+    from unet_teach.checks import unet as un
+
+    checks.check_mean_iou(lambda p, t: float(np.nanmean([metrics.iou(p, t, c) for c in (0, 1)])))
+    pc.check_extract_patch(lambda image, row, col, window:
+                           patches.mirror_pad(image, window // 2)[row:row + window, col:col + window])
+    pc.check_sliding_window_segment(lambda classify, image, window: np.asarray(classify(np.stack(
+        [patches.extract_patch(image, i, j, window) for i in range(image.shape[0])
+         for j in range(image.shape[1])]))).reshape(image.shape))
+    pc.check_redundancy(lambda layers, w: cost.count_macs(pc.to_module(layers), (1, layers[0][1], w, w))
+                        / sum(l[1] * l[2] * l[3] ** 2 for l in layers if l[0] == "conv"))
+
+    class UpBlock(torch.nn.Module):
+        def __init__(self, in_ch, out_ch):
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+            self.conv = models.DoubleConv(2 * out_ch, out_ch, padding="valid")
+
+        def forward(self, x, skip):
+            x = self.up(x)
+            return self.conv(torch.cat([models.center_crop(skip, *x.shape[-2:]), x], 1))
+
+    un.check_up_block(UpBlock)
+    assert capsys.readouterr().out.splitlines() == [
+        "mean_iou: all 4 checks passed - 2 points",
+        "extract_patch: all 5 checks passed - 3 points",
+        "sliding_window_segment: all 2 checks passed - 2 points",
+        "redundancy: all 4 checks passed - 2 points",
+        "up_block: all 3 checks passed - 2 points"]
 
 
 def _mistakes():
@@ -493,6 +601,48 @@ def _filled(name, answers):
 
 
 COPYCAT = {
+    "01_pixel_metrics": {
+        "q1-answer": "from unet_teach.metrics import pixel_accuracy",
+        "q2-answer": "from unet_teach import metrics\n\n"
+                     "def dice(pred, target):\n"
+                     "    return metrics.dice(pred, target)",
+        "q3-answer": "from unet_teach.metrics import iou",
+        # q4 (mean_iou, from "your iou") and q5 (the baseline, from "your functions") keep the
+        # source's answers: they use the library's iou and pixel_accuracy as the earlier answers
+    },
+    "02_patches": {
+        "q1-answer": "from unet_teach.patches import extract_patch",
+        "q2-answer": "from unet_teach import patches\n\n"
+                     "def sliding_window_segment(classify, image, window):\n"
+                     "    return classify(patches.extract_patches(image, window)).reshape(image.shape)",
+        "q3a-answer": "from unet_teach import cost\n\n"
+                      "def stack_macs(layers, size):\n"
+                      "    return cost.count_macs(checks.to_module(layers), "
+                      "(1, layers[0][1], size, size))",
+        "q3b-answer": "def redundancy(layers, window):\n"
+                      "    return stack_macs(layers, window) / "
+                      "cost.per_position_macs(checks.to_module(layers))",
+        "q4-answer": "def receptive_field(layers):\n"
+                     "    return cost.receptive_field(checks.to_module(layers))",
+    },
+    "03_fcn_unet": {
+        "q1-answer": "from unet_teach.fcn import to_fully_convolutional\n\n"
+                     "def fully_convolutional(net):\n"
+                     "    return to_fully_convolutional(net, dense=False)",
+        "q2a-answer": "def double_conv(in_ch, out_ch):\n"
+                      "    return models.DoubleConv(in_ch, out_ch, padding='valid')\n\n"
+                      "def down():\n    return nn.MaxPool2d(2)",
+        "q2b-answer": "def crop_and_concat(skip, x):\n"
+                      "    return torch.cat([models.center_crop(skip, *x.shape[-2:]), x], 1)",
+        "q2c-answer": "class UpBlock(models.Up):\n"
+                      "    def __init__(self, in_ch, out_ch):\n"
+                      "        super().__init__(in_ch, out_ch, out_ch, out_ch, padding='valid')",
+        "q3-answer": "import functools\n\nUNet = functools.partial(models.UNet, padding='valid')",
+        "q4-answer": "valid_sizes = models.valid_sizes",
+        "q5-answer": "from unet_teach.infer import predict_tiled\n\n"
+                     "def overlap_tile(net, image, tile):\n"
+                     "    return torch.as_tensor(predict_tiled(net, image, tile)[1]).log()",
+    },
     "04_losses": {
         "q1-answer": "from unet_teach.losses import dice_loss as reference\n\n"
                      "def dice_loss(scores, target, smooth=1e-5):\n"
@@ -549,16 +699,41 @@ def test_source_notebooks_score_full_automatic_marks(graded, path):
 
 def test_answers_that_call_the_library_score_nothing_and_say_why(graded):
     rows = graded["rows"]
-    for name, gids in (("04_losses", ["q1_dice_loss", "q2_weighted_cross_entropy",
-                                      "q3_weight_map"]),
-                       ("05_augmentation", ["q1_warp", "q2_elastic"])):
+    report = {(r["student"], r["assignment"]): r
+              for r in json.loads((graded["out"] / "report.json").read_text())}
+    for name, gids in (("01_pixel_metrics", {"q1_pixel_accuracy": "metrics.pixel_accuracy",
+                                             "q2_dice": "metrics.dice", "q3_iou": "metrics.iou"}),
+                       ("02_patches", {"q1_extract_patch": "patches.extract_patch",
+                                       "q2_sliding_window_segment": "patches.extract_patches",
+                                       "q3a_stack_macs": "cost.count_macs",
+                                       "q3b_redundancy": "cost.per_position_macs",
+                                       "q4_receptive_field": "cost.receptive_field"}),
+                       ("03_fcn_unet", {"q1_fully_convolutional": "fcn.to_fully_convolutional",
+                                        "q2_double_conv_down": "models.DoubleConv.__init__",
+                                        "q2_crop_and_concat": "models.center_crop",
+                                        "q2_up_block": "models.Up.__init__",
+                                        "q3_unet": "models.UNet.__init__",
+                                        "q4_valid_sizes": "models.valid_sizes",
+                                        "q5_overlap_tile": "infer.predict_tiled"}),
+                       ("04_losses", dict.fromkeys(["q1_dice_loss", "q2_weighted_cross_entropy",
+                                                    "q3_weight_map"], "losses.")),
+                       ("05_augmentation", dict.fromkeys(["q1_warp", "q2_elastic"],
+                                                         "augment."))):
         row = rows[("copycat", name)]
-        for gid in gids:
-            q = row["questions"][gid]
-            assert q["points"] == 0, gid
-            assert "called the library's reference implementation" in q["error"], q["error"]
+        for gid, reference in gids.items():
+            for q in (row["questions"][gid], report[("copycat", name)]["questions"][gid]):
+                assert q["points"] == 0, gid
+                assert "called the library's reference implementation" in q["error"], q["error"]
+                assert f"unet_teach.{reference}" in q["error"], q["error"]
         feedback = (graded["out"] / "feedback" / f"copycat__{name}.md").read_text()
         assert "called the library's reference implementation" in feedback
+    # an earlier answer (even the library's) may be used where the question hands it out
+    row = rows[("copycat", "01_pixel_metrics")]
+    assert row["questions"]["q4_mean_iou"] == {"points": 2.0, "max": 2.0, "manual": False,
+                                               "error": None}
+    assert (row["total"], row["max"]) == (3.0, 10.0)
+    for name in ("02_patches", "03_fcn_unet"):
+        assert rows[("copycat", name)]["total"] == 0, name
     row = rows[("copycat", "05_augmentation")]
     assert row["questions"]["q3_experiment"]["points"] == 2.0
     assert row["questions"]["q4_explain"] == {"points": None, "max": 2.0, "manual": True,

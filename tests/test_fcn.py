@@ -77,20 +77,56 @@ def test_clear_errors():
 
 # --------------------------------------------------------------------------- exercise 3 checks
 
-def test_exercise_checks_accept_the_library_and_explain_mistakes(capsys):
+def my_fully_convolutional(net, channels_last=False):
+    """A hand-written plain conversion; ``channels_last`` reshapes the first Linear's weight
+    as (out, s, s, C), the usual mistake."""
     import copy
+
+    c, s = net.feature_channels, net.feature_size
+    layers = [copy.deepcopy(net.features)]
+    linears = [m for m in net.classifier if isinstance(m, torch.nn.Linear)]
+    for i, lin in enumerate(linears):
+        if i == 0:
+            conv = torch.nn.Conv2d(c, lin.out_features, s)
+            w = lin.weight.data.reshape(lin.out_features, c, s, s)
+            if channels_last:
+                w = lin.weight.data.reshape(lin.out_features, s, s, c).permute(0, 3, 1, 2)
+        else:
+            conv = torch.nn.Conv2d(lin.in_features, lin.out_features, 1)
+            w = lin.weight.data[:, :, None, None]
+        conv.weight.data.copy_(w)
+        conv.bias.data.copy_(lin.bias.data)
+        layers += [conv, torch.nn.ReLU()] if i < len(linears) - 1 else [conv]
+    return torch.nn.Sequential(*layers)
+
+
+def test_exercise_checks_reject_the_library_and_explain_mistakes(capsys):
+    import copy
+    import functools
     from unet_teach.checks import unet as checks
 
-    checks.check_fully_convolutional(lambda net: to_fully_convolutional(net, dense=False))
+    checks.check_fully_convolutional(my_fully_convolutional)
     assert capsys.readouterr().out.strip() == "fully_convolutional: all 6 checks passed - 3 points"
 
-    def flattened_wrongly(net):              # weight reshaped as (out, s, s, C): wrong order
-        fcn = to_fully_convolutional(net, dense=False)
-        conv = fcn.classifier[0]
-        out, c, s, _ = conv.weight.shape
-        with torch.no_grad():
-            conv.weight.copy_(conv.weight.permute(0, 2, 3, 1).reshape(out, c, s, s))
-        return fcn
+    # the library's conversion is the answer key, not an answer, whichever way it is reached
+    for answer in (lambda net: to_fully_convolutional(net, dense=False),
+                   functools.partial(to_fully_convolutional, dense=False)):
+        with pytest.raises(AssertionError) as info:
+            checks.check_fully_convolutional(answer)
+        first = str(info.value).splitlines()[0]
+        assert first.startswith("fully_convolutional called the library's reference "
+                                "implementation unet_teach.fcn.to_fully_convolutional on ")
+        assert first.endswith("earns no points for this question.")
+
+    def lazy(net):                      # the library reached only when the check runs the net
+        class Lazy(torch.nn.Module):
+            def forward(self, x):
+                return to_fully_convolutional(net, dense=False)(x)
+        return Lazy()
+    with pytest.raises(AssertionError, match="called the library's reference implementation"):
+        checks.check_fully_convolutional(lazy)
+
+    flattened_wrongly = functools.partial(my_fully_convolutional, channels_last=True)
     with pytest.raises(AssertionError, match="(?s)9 x 9 patches.*max abs difference.*Hint: on one patch"):
         checks.check_fully_convolutional(flattened_wrongly)
 

@@ -7,9 +7,9 @@ prints the points on success and raises ``AssertionError`` that says what is wro
 a hint) otherwise. Each module's ``POINTS`` maps a question to its points.
 
 The modules, by exercise: ``pixel_metrics`` (1), ``patches`` (2), ``unet`` (3), ``losses``
-(4) and ``augmentation`` (5). From exercise 4 on, a check fails an answer that calls the
-library's reference implementation of the function asked for
-(:func:`unet_teach.course.checks.losses.call_own`).
+(4) and ``augmentation`` (5). In every exercise, a check fails an answer that calls the
+library's reference implementation of the function asked for (each module's
+``REFERENCES``; :func:`unet_teach.course.checks.losses.call_own`, defined in ``_common``).
 
 The chapter 1 checks are also available here directly (``from unet_teach import checks``).
 

@@ -10,7 +10,7 @@ are kept, and borders are mirrored. ``check_experiment`` only checks the form of
 recorded training result (keys, types, ranges): what the numbers mean is for your written
 answer.
 
-As in every exercise since the fourth, the library is not the answer key: a ``warp`` or
+As in every exercise, the library is not the answer key: a ``warp`` or
 ``elastic`` that calls ``augment.elastic`` (or ``elastic_torch``, or ``Augment``, which calls
 it) scores no points, with that reason in the message; see
 :func:`unet_teach.course.checks.losses.call_own` for how the call is detected. The helper the
@@ -38,8 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from ... import augment
-from ._common import report_passed
-from .losses import call_own
+from ._common import call_own, report_passed
 
 POINTS = {"warp": 3, "elastic": 2, "experiment": 2}
 REFERENCES = (augment.elastic, augment.elastic_torch, augment.Augment.__call__)

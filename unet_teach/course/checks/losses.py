@@ -9,7 +9,8 @@ background class").
 
 **The library is not the answer key.** The package holds the reference of every function an
 exercise asks for, so a one-line answer ``return losses.dice_loss(scores, target)`` would
-pass any comparison. :func:`call_own` therefore watches the call of your function with a
+pass any comparison. :func:`call_own` (from ``_common``, shared by the checks of every
+exercise) therefore watches the call of your function with a
 profiler hook (``sys.setprofile``, also for threads it starts) and records every entry into
 the code of the reference functions named for the question. Calling one, by any route (an
 import alias, a wrapper, ``functools.partial``, or another library function that calls it,
@@ -41,8 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import sys
-import threading
 from typing import Callable
 
 import numpy as np
@@ -50,69 +49,10 @@ import torch
 import torch.nn.functional as F
 
 from ... import losses
-from ._common import call_student, report_passed
+from ._common import call_own, report_passed  # noqa: F401 (call_own: documented here too)
 
 TOLERANCE = 1e-6          # float64 here; a float32 computation agrees to about 1e-7
 POINTS = {"dice_loss": 3, "weighted_cross_entropy": 2, "weight_map": 3}
-
-
-# --------------------------------------------------------------------------- the answer key
-
-def _qualified(ref: Callable) -> str:
-    return f"{ref.__module__}.{ref.__qualname__}"
-
-
-def call_own(fn: Callable, name: str, *args, references: tuple[Callable, ...] = (),
-             where: str | None = None, advice: str = ""):
-    """``call_student(fn, name, *args)``, failing if ``fn`` ran the code of one of the
-    ``references`` (library functions) on the way.
-
-    Example:
-        >>> call_own(lambda x: losses.weight_map(x), "weight_map", np.zeros((2, 2), int),
-        ...          references=(losses.weight_map,), where="a blank image")
-        Traceback (most recent call last):
-        ...
-        AssertionError: weight_map called the library's reference implementation unet_teach.losses.weight_map on a blank image: that is the answer key, not an answer, and earns no points for this question.
-        Hint: write it yourself; the library's function is only the reference the check compares with
-        >>> call_own(lambda x: x + 1, "plus_one", 1, references=(losses.weight_map,))
-        2
-    """
-    targets = {(ref.__code__.co_filename, ref.__code__.co_qualname): _qualified(ref)
-               for ref in references}
-    hits: list[str] = []
-
-    def profile(frame, event, arg):
-        if event == "call":
-            code = frame.f_code
-            hit = targets.get((code.co_filename, code.co_qualname))
-            if hit is not None and hit not in hits:
-                hits.append(hit)
-
-    previous, previous_threads = sys.getprofile(), threading.getprofile()
-    sys.setprofile(profile)
-    threading.setprofile(profile)
-    try:
-        value = call_student(fn, name, *args, where=where)
-    except AssertionError:
-        if not hits:
-            raise
-        value = None                 # the reference was reached: that is the verdict
-    finally:
-        tampered = sys.getprofile() is not profile
-        sys.setprofile(previous)
-        threading.setprofile(previous_threads)
-    on = f" on {where}" if where else ""
-    if hits:
-        raise AssertionError(
-            f"{name} called the library's reference implementation {', '.join(hits)}{on}: that "
-            "is the answer key, not an answer, and earns no points for this question.\nHint: "
-            + (advice or "write it yourself") + "; the library's function is only the "
-            "reference the check compares with")
-    if tampered:
-        raise AssertionError(f"{name} changed the profiler hook (sys.setprofile){on}; the "
-                             "check uses it to see which functions your code calls: leave it "
-                             "alone")
-    return value
 
 
 # --------------------------------------------------------------------------- helpers

@@ -10,10 +10,30 @@ A conv/pool stack is written as a list of tuples: ``("conv", in_channels, out_ch
 kernel)`` for a valid (unpadded) square convolution with stride 1, and ``("pool", k)`` for a
 ``k x k`` max-pooling with stride ``k``.
 
+The library is not the answer key: an answer that calls the library's version of what the
+question asks for scores no points for that question, with that reason in the message (see
+:func:`~unet_teach.course.checks.losses.call_own`). Guarded, per question (:data:`REFERENCES`):
+``patches.extract_patch`` / ``extract_patches`` (the patch); ``extract_patches``,
+``sliding_window_scores`` and ``sliding_window_segment`` (segmenting; an ``extract_patch``
+function, the previous answer, may be used); ``cost.count_macs`` and ``layer_macs`` (MACs);
+``cost.per_position_macs``, ``sliding_window_macs``, ``dense_macs`` and ``redundancy_factor``
+(redundancy); ``cost.receptive_field`` and ``empirical_receptive_field``. ``np.pad``, the
+helper the text hands out for mirroring, is allowed (and so is ``patches.mirror_pad``, which
+is that call).
+
 Example:
+    >>> check_extract_patch(lambda image, row, col, window:
+    ...     np.pad(image, window // 2, mode="reflect")[row:row + window, col:col + window])
+    extract_patch: all 5 checks passed - 3 points
+
+    Handing the task to the library scores nothing:
+
     >>> from unet_teach.patches import extract_patch
     >>> check_extract_patch(extract_patch)
-    extract_patch: all 5 checks passed - 3 points
+    Traceback (most recent call last):
+    ...
+    AssertionError: extract_patch called the library's reference implementation unet_teach.patches.extract_patch on 'a 6 x 5 ramp', pixel (0, 0), window 3: that is the answer key, not an answer, and earns no points for this question.
+    Hint: pad with np.pad(image, window // 2, mode='reflect') and slice the patch out yourself; the library's function is only the reference the check compares with
 """
 
 from __future__ import annotations
@@ -24,7 +44,7 @@ import numpy as np
 from torch import nn
 
 from ... import cost, patches
-from ._common import call_student, report_passed
+from ._common import call_own, report_passed
 
 POINTS = {"extract_patch": 3, "sliding_window_segment": 2, "stack_macs": 3, "redundancy": 2,
           "receptive_field": 3}
@@ -38,6 +58,33 @@ STACKS = {
 }
 WINDOWS = {"one 3x3 conv": 9, "conv 3x3, pool 2, conv 3x3": 17, "Ciresan's N4 (window 95)": 95,
            "two convs, pool 3": 23}
+
+# The library functions that answer each question (an answer may not call them), the helpers
+# a question hands out although they call one (an earlier answer), and what to do instead.
+REFERENCES = {
+    "extract_patch": (patches.extract_patch, patches.extract_patches),
+    "sliding_window_segment": (patches.extract_patches, patches.sliding_window_scores,
+                               patches.sliding_window_segment),
+    "stack_macs": (cost.count_macs, cost.layer_macs, cost.sliding_window_macs),
+    "redundancy": (cost.per_position_macs, cost.sliding_window_macs, cost.dense_macs,
+                   cost.redundancy_factor),
+    "receptive_field": (cost.receptive_field, cost.empirical_receptive_field),
+}
+ALLOWED = {"sliding_window_segment": (patches.extract_patch,)}   # Q1's answer, one patch
+ADVICE = {
+    "extract_patch": "pad with np.pad(image, window // 2, mode='reflect') and slice the patch "
+                     "out yourself",
+    "sliding_window_segment": "loop over the pixels in row-major order, stack their patches "
+                              "(your extract_patch) and call classify once",
+    "stack_macs": "walk the layers yourself, following the side length",
+    "redundancy": "sum c_in * c_out * k * k over the convs yourself",
+    "receptive_field": "walk the layers yourself, keeping the jump",
+}
+
+
+def _call(fn: Callable, name: str, *args, where: str):
+    return call_own(fn, name, *args, where=where, references=REFERENCES[name],
+                    allowed=ALLOWED.get(name, ()), advice=ADVICE[name])
 
 
 def to_module(layers) -> nn.Sequential:
@@ -87,8 +134,8 @@ def check_extract_patch(fn: Callable, points: float | None = None) -> None:
                 continue
             n += 1
             expected = patches.extract_patch(image, row, col, window)
-            got = call_student(fn, "extract_patch", image.copy(), row, col, window)
             place = f"'{where}', pixel ({row}, {col}), window {window}"
+            got = _call(fn, "extract_patch", image.copy(), row, col, window, where=place)
             got = np.asarray(got)
             if got.shape != expected.shape:
                 raise AssertionError(f"extract_patch returned shape {got.shape} on {place}; expected "
@@ -109,9 +156,10 @@ def check_sliding_window_segment(fn: Callable, points: float | None = None) -> N
     ``P x window x window`` batch of patches to ``P`` labels.
 
     Example:
-        >>> from unet_teach.patches import extract_patches
-        >>> check_sliding_window_segment(lambda classify, image, window:
-        ...     classify(extract_patches(image, window)).reshape(image.shape))
+        >>> from numpy.lib.stride_tricks import sliding_window_view
+        >>> check_sliding_window_segment(lambda classify, image, window: classify(
+        ...     sliding_window_view(np.pad(image, window // 2, mode="reflect"), (window, window))
+        ...     .reshape(-1, window, window)).reshape(image.shape))
         sliding_window_segment: all 2 checks passed - 2 points
     """
     # a 'classifier' that answers 1 when the patch is darker than its centre pixel on average
@@ -124,7 +172,8 @@ def check_sliding_window_segment(fn: Callable, points: float | None = None) -> N
     for where, image in _images().items():
         n += 1
         expected = classify(patches.extract_patches(image, 3)).reshape(image.shape)
-        got = np.asarray(call_student(fn, "sliding_window_segment", classify, image.copy(), 3))
+        got = np.asarray(_call(fn, "sliding_window_segment", classify, image.copy(), 3,
+                               where=f"'{where}' (window 3)"))
         if got.shape != expected.shape:
             raise AssertionError(f"sliding_window_segment returned shape {got.shape} on '{where}'; "
                                  f"expected {expected.shape}.\nHint: one label per pixel, reshape to image.shape")
@@ -149,8 +198,9 @@ def check_stack_macs(fn: Callable, points: float | None = None) -> None:
     for where, layers in STACKS.items():
         size = WINDOWS[where]
         expected = cost.count_macs(to_module(layers), (1, layers[0][1], size, size))
-        got = call_student(fn, "stack_macs", list(layers), size)
-        _number(got, "stack_macs", f"'{where}' with a {size} x {size} input", expected,
+        place = f"'{where}' with a {size} x {size} input"
+        got = _call(fn, "stack_macs", list(layers), size, where=place)
+        _number(got, "stack_macs", place, expected,
                 "a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to "
                 "s - k + 1, a k-pool maps s to s // k")
     report_passed(POINTS, "stack_macs", len(STACKS), points)
@@ -171,8 +221,9 @@ def check_redundancy(fn: Callable, points: float | None = None) -> None:
         window = WINDOWS[where]
         net = to_module(layers)
         expected = cost.count_macs(net, (1, layers[0][1], window, window)) / cost.per_position_macs(net)
-        got = call_student(fn, "redundancy", list(layers), window)
-        _number(got, "redundancy", f"'{where}' with window {window}", expected,
+        place = f"'{where}' with window {window}"
+        got = _call(fn, "redundancy", list(layers), window, where=place)
+        _number(got, "redundancy", place, expected,
                 "divide stack_macs(layers, window) by the once-per-position cost, the sum over "
                 "convs of c_in * c_out * k * k", rel=1e-6)
     report_passed(POINTS, "redundancy", len(STACKS), points)
@@ -190,7 +241,7 @@ def check_receptive_field(fn: Callable, points: float | None = None) -> None:
     """
     for where, layers in STACKS.items():
         expected = cost.receptive_field(to_module(layers))
-        got = call_student(fn, "receptive_field", list(layers))
+        got = _call(fn, "receptive_field", list(layers), where=f"'{where}'")
         try:
             got = tuple(int(v) for v in got)
         except TypeError:

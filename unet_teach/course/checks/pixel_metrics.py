@@ -15,6 +15,12 @@ float32, passes when it agrees to 1e-6). The graded version of every question al
 hidden tests (edge cases the text of the exercise describes), so passing a check is
 necessary, not sufficient.
 
+The library is not the answer key: an answer that calls :mod:`unet_teach.metrics`' version of
+what the question asks for (``metrics.dice`` for ``dice``, or ``dice_per_class`` or
+``confusion_matrix``, which do the counting) scores no points for that question, with that
+reason in the message (see :func:`~unet_teach.course.checks.losses.call_own`). The mean IoU
+may use an ``iou`` function, as the question says, even the library's.
+
 Example:
     >>> import numpy as np
     >>> check_pixel_accuracy(lambda pred, target: float(np.mean(pred == target)))
@@ -29,10 +35,23 @@ from typing import Callable
 import numpy as np
 
 from ... import metrics
-from ._common import call_student, report_passed
+from ._common import call_own, report_passed
 
 TOLERANCE = 1e-6
 POINTS = {"pixel_accuracy": 2, "dice": 3, "iou": 2, "mean_iou": 2, "baseline": 1}
+
+# The library functions that answer each question (and may not be called by the answer), the
+# helpers a question hands out even though they call one of those, and what to do instead.
+_COUNTING = (metrics.confusion_matrix, metrics.segmentation_report)
+REFERENCES = {
+    "pixel_accuracy": (metrics.pixel_accuracy, metrics.pixel_error) + _COUNTING,
+    "dice": (metrics.dice, metrics.dice_per_class) + _COUNTING,
+    "iou": (metrics.iou, metrics.iou_per_class) + _COUNTING,
+    "mean_iou": (metrics.mean_iou, metrics.iou_per_class) + _COUNTING,
+}
+ALLOWED = {"mean_iou": (metrics.iou,)}        # "use your iou"
+ADVICE = ("count the pixels yourself with numpy, e.g. np.sum((pred == 1) & (target == 1)) "
+          "for the true positives")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -86,7 +105,8 @@ def _close(got: float, expected: float) -> bool:
 def _call(fn: Callable, name: str, pred: np.ndarray, target: np.ndarray, where: str) -> float:
     """``fn(pred, target)`` as one float, with a message that says what went wrong."""
     p, t = pred.copy(), target.copy()                 # your function gets copies ...
-    value = call_student(fn, name, p, t, where=f"{where} ({_describe(pred, target)})")
+    value = call_own(fn, name, p, t, where=f"{where} ({_describe(pred, target)})",
+                     references=REFERENCES[name], allowed=ALLOWED.get(name, ()), advice=ADVICE)
     if not (np.array_equal(p, pred) and np.array_equal(t, target)):   # ... to catch this
         raise AssertionError(f"{name} changed its input arrays on {where}; a metric must only "
                              "read pred and target (work on a copy, e.g. pred == 1)")
@@ -149,6 +169,15 @@ def check_dice(fn: Callable, points: float | None = None) -> None:
         ...     return 2 * tp / (np.sum(pred == 1) + np.sum(target == 1))
         >>> check_dice(dice)
         dice: all 4 checks passed - 3 points
+
+        Handing the task to the library scores nothing:
+
+        >>> from unet_teach.metrics import dice
+        >>> check_dice(dice)
+        Traceback (most recent call last):
+        ...
+        AssertionError: dice called the library's reference implementation unet_teach.metrics.dice on 'a 2 x 3 example' (pred and target: shape (2, 3), int64): that is the answer key, not an answer, and earns no points for this question.
+        Hint: count the pixels yourself with numpy, e.g. np.sum((pred == 1) & (target == 1)) for the true positives; the library's function is only the reference the check compares with
     """
     def mistakes(pred, target):
         tp, fp, fn_ = _counts(pred, target)
