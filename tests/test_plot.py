@@ -132,3 +132,158 @@ def test_plot_history_with_real_fit_history(tmp_path):
     no_val = plot_history({"epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.2], "val_loss": [],
                            "val_accuracy": [], "val_dice": []})
     assert len(no_val) == 1 and len(no_val[0].get_lines()) == 1
+
+
+# ----------------------------------------------------------------------------- diagrams
+
+def _texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def test_draw_roadmap_boxes_arrows_and_styles():
+    from matplotlib.patches import FancyBboxPatch
+    from matplotlib.text import Annotation
+    from unet_teach.plot import draw_roadmap
+
+    chapters = [(1, "pixels", "written"), (2, "patches", "written"), (3, "U-Net", "written"),
+                (4, "speed", "planned")]
+    ax = draw_roadmap(chapters, highlight=2, ncols=3)
+    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    assert len(boxes) == 4
+    assert [b.get_linestyle() for b in boxes].count("--") == 1           # one planned
+    np.testing.assert_allclose(boxes[1].get_facecolor()[:3], CLASS_COLORS[1])  # highlighted
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    assert len(arrows) == 3                                              # n - 1 arrows
+    assert "4. speed\n(planned)" in _texts(ax)
+    # the snake layout: chapter 4 starts the second row under chapter 3 (right column)
+    assert boxes[3].get_x() == boxes[2].get_x() and boxes[3].get_y() < boxes[2].get_y()
+    with pytest.raises(ValueError, match="'written' or 'planned'"):
+        draw_roadmap([(1, "pixels", "done")])
+    ax.figure.canvas.draw()
+
+
+def test_draw_pixel_classification_draws_softmax_and_argmax_of_the_scores():
+    from unet_teach.plot import draw_pixel_classification
+
+    rng = np.random.default_rng(0)
+    image = rng.random((6, 7))
+    scores = rng.normal(size=(3, 6, 7))
+    ax = draw_pixel_classification(image, torch.from_numpy(scores),
+                                   class_names=("a", "b", "c"))
+    pictures = [np.asarray(im.get_array()) for im in ax.get_images()]
+    assert len(pictures) == 1 + 3 + 3 + 1                # image, scores, probs, labels
+    # independent softmax: exp / sum of exp, per pixel
+    expected = np.exp(scores) / np.exp(scores).sum(axis=0)
+    for c in range(3):
+        assert any(p.shape == expected[c].shape and np.allclose(p, expected[c])
+                   for p in pictures), f"P(class {c}) is not drawn"
+        assert any(p.shape == scores[c].shape and np.allclose(p, scores[c])
+                   for p in pictures), f"the scores of class {c} are not drawn"
+    np.testing.assert_allclose(pictures[-1], overlay(image, scores.argmax(axis=0)))
+    assert {"net", "softmax\nover K", "argmax\nover K"} <= set(_texts(ax))
+    with pytest.raises(ValueError, match="2 class names for 3 score maps"):
+        draw_pixel_classification(image, scores)
+
+
+def test_draw_confusion_pixels_counts_a_hand_worked_case():
+    from unet_teach.plot import draw_confusion_pixels
+
+    pred = np.array([[1, 1, 0], [0, 0, 0]])
+    truth = np.array([[1, 0, 1], [1, 0, 0]])             # TP 1, FP 1, FN 2, TN 2
+    ax = draw_confusion_pixels(pred, truth)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["TP (found): 1", "FP (wrongly claimed): 1", "FN (missed): 2",
+                      "TN (correctly left out): 2"]
+    formula = "".join(_texts(ax))
+    assert "= 2 / 5 = 0.400" in formula                  # Dice 2*1 / (2 + 1 + 2)
+    assert "= 1 / 4 = 0.250" in formula                  # IoU 1 / (1 + 1 + 2)
+    assert ax.get_xlabel() == "x (px)" and ax.get_ylabel() == "y (px)"
+    with pytest.raises(ValueError, match="H x W of one shape"):
+        draw_confusion_pixels(pred, truth[:1])
+
+
+def test_draw_sliding_window_shows_the_mirrored_patch():
+    from unet_teach.plot import draw_sliding_window
+    from unet_teach.patches import patch_preset
+
+    image = np.random.default_rng(4).random((20, 24))
+    ax = draw_sliding_window(image, 1, 22, 9, net=patch_preset("w17"),
+                             label_map=np.ones((20, 24), int))
+    patch = np.asarray(ax.get_images()[1].get_array())
+    # independent: numpy's reflect padding, then the 9 x 9 square around (1, 22)
+    expected = np.pad(image, 4, mode="reflect")[1:10, 22:31]
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    np.testing.assert_allclose(patch[..., 0], expected)
+    labelled = np.ma.getmaskarray(ax.get_images()[2].get_array())
+    assert (~labelled).sum() == 1 * 24 + 22              # raster order up to (1, 22)
+    assert any("conv 4×4 (16) + pool" in t for t in _texts(ax))
+
+
+def test_draw_patch_classifier_labels_n4_map_sizes():
+    from unet_teach.plot import draw_patch_classifier
+    from unet_teach.patches import patch_preset
+
+    ax = draw_patch_classifier(patch_preset("n4"))
+    texts = _texts(ax)
+    # Ciresan's N4, worked by hand: 95 -conv4-> 92 -pool-> 46 -conv5-> 42 -pool-> 21
+    # -conv4-> 18 -pool-> 9 -conv4-> 6 -pool-> 3; then 48*3*3 = 432 -> 200 -> 2
+    sides = [92, 46, 42, 21, 18, 9, 6, 3]
+    assert "1 × 95 × 95" in texts
+    for s in sides:
+        assert f"48 × {s} × {s}" in texts, s
+    for units in ("432", "200", "2"):
+        assert units in texts
+    assert texts.count("conv 4×4") == 3 and texts.count("conv 5×5") == 1
+
+
+def test_draw_receptive_field_bars_match_a_hand_worked_n4():
+    from matplotlib.patches import Rectangle
+    from unet_teach.plot import draw_receptive_field
+    from unet_teach.patches import patch_preset
+
+    ax = draw_receptive_field(patch_preset("n4").features)
+    widths = [p.get_width() for p in ax.patches if isinstance(p, Rectangle)]
+    # size += (k - 1) * jump; jump *= stride, from the input pixel up
+    assert widths == [1, 4, 5, 13, 15, 27, 31, 55, 63]
+    assert "63 px, stride 16" in _texts(ax)
+    assert [t.get_text() for t in ax.get_yticklabels()][-1] == "8: pool 2×2"
+    assert ax.get_xlabel()
+    with pytest.raises(ValueError, match="no Conv2d"):
+        draw_receptive_field([torch.nn.ReLU()])
+
+
+def test_draw_fc_as_conv_output_size():
+    from unet_teach.plot import draw_fc_as_conv
+
+    ax = draw_fc_as_conv(32, 6, 96, larger=10)
+    texts = "\n".join(_texts(ax))
+    assert "C × s × s = 32 × 6 × 6" in texts
+    assert "96 × 5 × 5" in texts                          # 10 - 6 + 1 = 5 windows a side
+    assert "96 × 32 × 6 × 6" in texts
+    with pytest.raises(ValueError, match="at least"):
+        draw_fc_as_conv(32, 6, 96, larger=4)
+
+
+def test_draw_unet_shows_the_sizes_the_model_computes():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.patches import FancyArrowPatch
+    from unet_teach.models import UNet, preset
+    from unet_teach.plot import draw_unet
+
+    ax = draw_unet(preset("paper"), 572)
+    texts = {t.get_text() for t in ax.texts}
+    # the paper's figure: 572 in, two valid convs to 568, crops to 392, 388 out, 1024 deep
+    for label in ["572²", "570²", "568²", "392²", "388²", "1024", "64", "2"]:
+        assert label in texts, label
+    assert "388² out" in ax.get_title()
+    grey = [p for p in ax.patches if isinstance(p, FancyArrowPatch)
+            and matplotlib.colors.to_hex(p.get_edgecolor()) == "#8c8c8c"]
+    assert len(grey) == 4                                   # one skip per level
+    ax = draw_unet(UNet(1, 2, depth=2, base_width=4, skips=False), 32)
+    grey = [p for p in ax.patches if isinstance(p, FancyArrowPatch)
+            and matplotlib.colors.to_hex(p.get_edgecolor()) == "#8c8c8c"]
+    assert not grey and "32² out" in ax.get_title()
+    import pytest
+    with pytest.raises(ValueError, match="cannot pass through"):
+        draw_unet(preset("paper"), 570)
