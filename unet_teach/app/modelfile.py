@@ -44,7 +44,7 @@ DEFAULT_PRESET = dict(in_channels=1, depth=4, base_width=16, padding="same", nor
 
 
 def preset_names() -> list[str]:
-    """``default`` and the segmentation presets of :data:`unet_teach.models.PRESETS`.
+    """``default`` and the segmentation presets of ``unet_teach.models.PRESETS``.
 
     Example:
         >>> preset_names()[:2]
@@ -95,6 +95,30 @@ def build_model(args: dict) -> UNet:
     return UNet(**args)
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The net inside ``DistributedDataParallel`` (``.module``) or ``torch.compile``
+    (``._orig_mod``) wrappers: its ``state_dict`` has the plain UNet's keys, where the
+    wrapper's would start with ``module.``, so one file format serves every way of training.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> unwrap(net) is net
+        True
+    """
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def weights(model: torch.nn.Module) -> dict:
+    """The ``model`` entry of a model file: the unwrapped net's state, on the CPU."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
     """The optimiser's per-parameter state only (moments and step counts), keyed by
     parameter index as a string: tensors and dicts, which ``weights_only`` loading
@@ -118,7 +142,7 @@ def save_model(path, contents: dict) -> Path:
 
 
 def read_model_file(path) -> dict:
-    """Load and check a model file; an :class:`InputError` says what is wrong with it.
+    """Load and check a model file; an :class:`~unet_teach.app.images.InputError` says what is wrong with it.
 
     Example:
         >>> read_model_file("missing.pt")
@@ -156,7 +180,7 @@ def load_model(path, state: dict | None = None) -> tuple[UNet, dict]:
     """``(model, contents)`` from a model file, the weights checked against its preset.
 
     A file whose weights do not fit the net its ``model_args`` describe (edited, or
-    weights of another preset put in) is an :class:`InputError`.
+    weights of another preset put in) is an :class:`~unet_teach.app.images.InputError`.
     """
     state = state if state is not None else read_model_file(path)
     try:
@@ -167,6 +191,10 @@ def load_model(path, state: dict | None = None) -> tuple[UNet, dict]:
     own, saved = model.state_dict(), state["model"]
     wrong = ([k for k in own if k not in saved] + [k for k in saved if k not in own]
              + [k for k in own if k in saved and own[k].shape != saved[k].shape])
+    if wrong and all(k.startswith("module.") for k in saved):
+        raise InputError(f"{path}: its weights were saved from a DistributedDataParallel "
+                         "wrapper (keys start with 'module.'); save model.module's weights, "
+                         "as `unet-teach train` does under torchrun")
     if wrong:
         raise InputError(f"{path}: its weights do not fit its preset {state['preset']!r} "
                          f"({len(wrong)} tensors differ, e.g. {wrong[0]}); the file holds "

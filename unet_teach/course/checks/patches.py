@@ -12,7 +12,7 @@ kernel)`` for a valid (unpadded) square convolution with stride 1, and ``("pool"
 
 The library is not the answer key: an answer that calls the library's version of what the
 question asks for scores no points for that question, with that reason in the message (see
-:func:`~unet_teach.course.checks.losses.call_own`). Guarded, per question (:data:`REFERENCES`):
+:func:`~unet_teach.course.checks.losses.call_own`). Guarded, per question (``REFERENCES``):
 ``patches.extract_patch`` / ``extract_patches`` (the patch); ``extract_patches``,
 ``sliding_window_scores`` and ``sliding_window_segment`` (segmenting; an ``extract_patch``
 function, the previous answer, may be used); ``cost.count_macs`` and ``layer_macs`` (MACs);

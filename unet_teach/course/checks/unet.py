@@ -8,7 +8,7 @@ failed, what was expected, what came back, by how much, and a hint.
 
 The library is not the answer key: an answer that calls the library's version of what the
 question asks for scores no points for that question, with that reason in the message (see
-:func:`~unet_teach.course.checks.losses.call_own`). Guarded, per question (:data:`REFERENCES`):
+:func:`~unet_teach.course.checks.losses.call_own`). Guarded, per question (``REFERENCES``):
 ``fcn.to_fully_convolutional``; ``models.DoubleConv`` and ``models.Down``;
 ``models.center_crop`` (crop and concatenate); ``models.Up`` (the up block); ``models.UNet``
 (every method: a subclass or a wrapper is caught when the check builds or runs your net);

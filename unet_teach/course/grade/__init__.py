@@ -75,9 +75,9 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     called with each finished row.
 
     ``shard=(i, n)`` grades only the i-th of n parts of the batch (every n-th submission of
-    the sorted list, from the i-th on; see :mod:`~unet_teach.course.grade.shard`), writes
+    the sorted list, from the i-th on; see ``unet_teach.course.grade.shard``), writes
     the same files for that part plus ``out_dir/shard.json``, and returns that part's rows;
-    :func:`merge` turns the n out folders into the files of the whole run.
+    ``merge`` turns the n out folders into the files of the whole run.
     """
     jobs = jobs or min(4, os.cpu_count() or 1)
     if jobs < 1 or cell_timeout <= 0 or timeout <= 0:
