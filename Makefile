@@ -12,7 +12,7 @@ ifeq ($(origin UNET_TEACH_DATA), undefined)
   endif
 endif
 
-.PHONY: install book test release clean
+.PHONY: install book test release clean gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,8 @@ release: $(STAMP)
 
 clean:
 	rm -rf _build
+
+# The whole GPU proof in one run (scripts/gpu_check.sh: facts, the bench ladder, the exercises
+# under nbval, every chapter in the CUDA profile); a CPU dry run without CUDA. Needs no venv.
+gpu-check:
+	bash scripts/gpu_check.sh "$(OUT)"

@@ -24,20 +24,54 @@ What happens, in order:
    the elapsed time and step, so ``resume`` continues for the time that remains.
 6. **Choose the threshold** (2 classes) on the validation part: the probability cut with
    the lowest pixel error (:func:`unet_teach.metrics.threshold_sweep`), stored in the file.
+
+**Past one machine: data-parallel training.** The same command runs in several processes
+when ``torchrun`` starts it, one process a GPU (or, without GPUs, a few CPU processes)::
+
+    # 4 GPUs of this machine
+    torchrun --standalone --nproc-per-node=4 -m unet_teach train IMAGES MASKS --out m.pt
+    # the same, through the installed command
+    torchrun --standalone --nproc-per-node=4 --no-python unet-teach train IMAGES MASKS --out m.pt
+    # 2 machines of 4 GPUs: run this on both (HOST is the first machine's address)
+    torchrun --nnodes=2 --nproc-per-node=4 --rdzv-backend=c10d \\
+        --rdzv-endpoint=HOST:29500 -m unet_teach train IMAGES MASKS --out m.pt
+
+Every process (a *rank*) holds the whole model (``DistributedDataParallel``: the gradients
+are averaged over the ranks after each backward pass, NCCL between GPUs, gloo between CPU
+processes) and trains on its own shard of the data: its own stream of random crops, seeded
+by ``(seed, step, rank)``. ``--batch-size`` is per rank, so N ranks train on N times as many
+crops a step; the learning rate is not changed. Each rank uses the GPU of its
+``LOCAL_RANK``. Rank 0 keeps the clock: before every step it tells the others whether to
+take it and where the learning-rate schedule stands, so all ranks stop at the same step and
+none waits forever in an all-reduce. The losses stored are the means over all ranks'
+crops. Batch norm normalises with each rank's own batch (as ``DistributedDataParallel``
+does); its running averages are rank 0's, copied to the others at every step. Only rank 0
+prints, writes the model file (the same format and keys as a one-process run: the weights
+of the model inside the wrapper) and validates, while the others wait. ``--resume`` works
+the same way. The folders and ``--out`` must be at the same paths on every machine (a
+shared file system). ``UNET_TEACH_DDP_DEBUG_DIR`` is a test hook: when set, every rank
+writes ``rank<R>.json`` there at the end, with a SHA-256 of its weights and of its first
+batch, so a test can check that the ranks end equal and saw different crops.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -49,7 +83,7 @@ from ..train import seed_everything
 from .images import (COLOR_NOTES, NORMALIZATION, InputError, check_same_size, class_values,
                      load_image, pair_files, read_mask)
 from .modelfile import (build_model, load_model, load_optimizer_state, model_args,
-                        optimizer_state, read_model_file, save_model)
+                        optimizer_state, read_model_file, save_model, weights)
 from .predict import decide, input_for, pick_device, predict_probabilities
 
 LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss}
@@ -127,7 +161,7 @@ class RandomCrops:
 
 def crop_sizes(model, crop: int) -> tuple[int, int]:
     """``(input, output)`` side of a training crop whose output is at least ``crop`` px
-    (rounded up to a size the net takes; see :func:`unet_teach.app.predict.input_for`).
+    (rounded up to a size the net takes; see ``unet_teach.app.predict.input_for``).
 
     Example:
         >>> from unet_teach.models import UNet
@@ -198,6 +232,136 @@ def _autocast(device: torch.device):
     return nullcontext()
 
 
+# ------------------------------------------------------------------------ data parallel
+
+#: The test hook of a data-parallel run: when this names a folder, every rank writes
+#: ``rank<R>.json`` there at the end (hashes of its weights and of its first batch).
+DEBUG_DIR_ENV = "UNET_TEACH_DDP_DEBUG_DIR"
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in a ``torchrun`` launch; rank 0 of 1 without one.
+
+    torchrun starts the processes and tells each its place: ``RANK`` (0 .. N-1 over all
+    machines), ``WORLD_SIZE`` (N) and ``LOCAL_RANK`` (its index on its own machine, which
+    picks its GPU). A launch of one process is data-parallel too (a world of one: the
+    same code path, which is how a one-GPU machine checks it).
+
+    Example:
+        >>> Ranks.from_env({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1"})
+        Ranks(rank=5, world=8, local=1, launched=True)
+        >>> Ranks.from_env({}).parallel
+        False
+    """
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+    launched: bool = False
+
+    @classmethod
+    def from_env(cls, env=None) -> "Ranks":
+        env = os.environ if env is None else env
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)),
+                   int(env.get("LOCAL_RANK", 0)), "WORLD_SIZE" in env)
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0, which prints, keeps the clock, validates and writes."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        """Whether torchrun started this process (then it joins a process group)."""
+        return self.launched or self.world > 1
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """This rank's device: GPU ``LOCAL_RANK`` when a torchrun launch uses CUDA.
+
+    Example:
+        >>> rank_device(torch.device("cpu"), Ranks(rank=1, world=2, local=1, launched=True))
+        device(type='cpu')
+    """
+    if not ranks.parallel or device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise InputError(f"--device {device}: under torchrun every process takes the GPU of "
+                         "its LOCAL_RANK; pass --device cuda (or no --device)")
+    gpus = torch.cuda.device_count()
+    if ranks.local >= gpus:
+        raise InputError(f"LOCAL_RANK {ranks.local}: this machine has {gpus} GPU(s); start at "
+                         f"most one process a GPU (torchrun --nproc-per-node={gpus})")
+    return torch.device("cuda", ranks.local)
+
+
+def join(ranks: Ranks, device: torch.device) -> None:
+    """Join the launch's process group: NCCL between GPUs, gloo between CPU processes.
+
+    The 30-minute timeout is how long a rank waits for the others at a collective: long
+    enough for rank 0 to validate and write the file while the others wait at a barrier.
+    """
+    if not ranks.parallel or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            timeout=timedelta(minutes=30),
+                            device_id=device if device.type == "cuda" else None)
+
+
+def _from_rank0(go: bool, fraction: float, device: torch.device) -> tuple[bool, float]:
+    """Rank 0's decision, on every rank: take another step?, and the schedule's position.
+    Every rank's clock differs; if each decided alone, one could stop while another waits
+    in the next step's all-reduce for ever, and their learning rates would differ."""
+    flags = torch.tensor([float(go), fraction], dtype=torch.float64, device=device)
+    dist.broadcast(flags, src=0)
+    return bool(flags[0].item()), float(flags[1].item())
+
+
+def _mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean over ranks (all ranks then agree on whether it is finite)."""
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
+
+
+def _copy_buffers_from_rank0(model: torch.nn.Module) -> None:
+    """Batch norm's running averages: rank 0's on every rank (DistributedDataParallel
+    copies them at the start of every forward pass; the last pass changed each rank's)."""
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """A SHA-256 of a model's state (weights and buffers, names included).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> state_sha256(net) == state_sha256(net), len(state_sha256(net))
+        (True, 64)
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+                      .numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _debug_dump(model, ranks: Ranks, step: int, first_batch: str | None) -> None:
+    folder = os.environ.get(DEBUG_DIR_ENV)
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Path(folder, f"rank{ranks.rank}.json").write_text(json.dumps(
+        {"rank": ranks.rank, "world": ranks.world, "step": step,
+         "state_sha256": state_sha256(model), "first_batch_sha256": first_batch}))
+
+
+# ------------------------------------------------------------------------ the loop
+
 def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimizer,
                loss_fn: Callable, budget: Budget, *, lr: float, step: int = 0,
                losses: list | None = None, checkpoint: Callable[[int], None] | None = None,
@@ -209,16 +373,23 @@ def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimize
     Everything about the data is in ``next_batch() -> (images, masks)``; every step sets the
     learning rate from the budget's position (:func:`cosine_lr`), runs the net, crops the
     masks to its output (valid padding), steps the optimiser and appends the loss to
-    ``losses``; ``checkpoint(step)`` is called every ``checkpoint_every_s`` seconds. This is
-    the one function a data-parallel launch would run in each process (with a
-    DistributedDataParallel model and a per-process ``next_batch``).
+    ``losses``; ``checkpoint(step)`` is called every ``checkpoint_every_s`` seconds.
+
+    Data-parallel: every process of a launch runs this same function, with ``model``
+    wrapped in ``DistributedDataParallel`` and its own ``next_batch``. Then rank 0 alone
+    decides whether to take a step and where the schedule stands (the budget and clock of
+    the other ranks are not used), the loss is averaged over the ranks before it is
+    checked and stored, and only rank 0 shows progress (pass ``checkpoint`` on rank 0
+    only). All ranks return the same step count.
     """
     device = device or next(model.parameters()).device
     losses = losses if losses is not None else []
+    parallel = dist.is_available() and dist.is_initialized()
+    main = not parallel or dist.get_rank() == 0
     timed = budget.steps is None
     bar = tqdm(total=round(budget.seconds) if timed else budget.steps, initial=0,
-               unit="s" if timed else "step", disable=not progress, file=sys.stderr,
-               desc="training", mininterval=1.0,
+               unit="s" if timed else "step", disable=not (progress and main),
+               file=sys.stderr, desc="training", mininterval=1.0,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}{postfix}]" if timed else None)
     shown = min(budget.elapsed(), bar.total) if timed else step
     bar.update(shown)
@@ -226,11 +397,16 @@ def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimize
     step_time, last_save, first = 0.0, time.monotonic(), step == 0
     why = "done"
     try:
-        while first or not budget.spent(step, step_time):
+        while True:
+            go, fraction = first or not budget.spent(step, step_time), budget.fraction(step)
+            if parallel:
+                go, fraction = _from_rank0(go, fraction, device)
+            if not go:
+                break
             first = False
             started = time.monotonic()
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(lr, budget.fraction(step))
+                group["lr"] = cosine_lr(lr, fraction)
             x, y = next_batch()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device):
@@ -238,14 +414,15 @@ def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimize
             if out.shape[-2:] != y.shape[-2:]:
                 y = center_crop(y, *out.shape[-2:])
             loss = loss_fn(out.float(), y)
-            if not torch.isfinite(loss):
+            value = _mean_over_ranks(loss) if parallel else loss.detach()
+            if not torch.isfinite(value):
                 why = "diverged"
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()                   # DDP: the gradients are averaged over ranks here
             optimizer.step()
             step += 1
-            losses.append(float(loss.item()))
+            losses.append(float(value.item()))
             took = time.monotonic() - started
             step_time = took if step_time == 0 else 0.9 * step_time + 0.1 * took
             now = budget.elapsed() if timed else step
@@ -386,7 +563,27 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
     ``clock_start`` is the command's start (``time.monotonic()``), from which ``minutes``
     counts. Bad input raises :class:`~unet_teach.app.images.InputError` before anything
     is written.
+
+    Started by ``torchrun``, every process calls this, and they train data-parallel (see
+    the module's docstring); the process group this function starts, it also ends, after
+    an error too.
     """
+    started_here = not (dist.is_available() and dist.is_initialized())
+    try:
+        return _train(images, masks, out, minutes=minutes, steps=steps, preset=preset,
+                      base_width=base_width, augment=augment, loss=loss,
+                      val_fraction=val_fraction, seed=seed, crop=crop, batch_size=batch_size,
+                      lr=lr, resume=resume, force=force,
+                      checkpoint_minutes=checkpoint_minutes, device=device,
+                      progress=progress, clock_start=clock_start)
+    finally:
+        if started_here and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, loss,
+           val_fraction, seed, crop, batch_size, lr, resume, force, checkpoint_minutes,
+           device, progress, clock_start) -> int:
     clock_start = time.monotonic() if clock_start is None else clock_start
     out = Path(out)
     if minutes is not None and steps is not None:
@@ -455,14 +652,23 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
                          "validation images differ); resume with the same folders, or start "
                          "over with --force")
 
-    device = pick_device(device)
+    ranks = Ranks.from_env()
+    device = rank_device(pick_device(device), ranks)
 
-    # --- nothing was wrong: from here on, files are written
+    # --- nothing was wrong: from here on, files are written. Under torchrun, every rank has
+    # checked the same things; none writes before all have joined the process group here.
+    join(ranks, device)
+    say = _say if ranks.main else (lambda text: None)
+    warn = _note if ranks.main else (lambda text: None)
     seed_everything(settings["seed"])
     if not stored:
         args = model_args(settings["preset"], len(values), settings["base_width"])
         model = build_model(args)
     model.to(device)
+    # what trains is `net`; what is saved is `model`, the module inside the wrapper, so the
+    # file has the same keys as a one-process run (no "module." prefix; see weights())
+    net = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None) if ranks.parallel else model)
     train_imgs, train_masks, parts = [], [], []
     for stem, image in image_arrays.items():
         target = targets[stem]
@@ -498,35 +704,39 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
                     # a forward pass is about a third of a training step; predicting the
                     # validation images whole costs about 2 / 3 of a step per crop's pixels
                     reserve_steps=0.7 * val_pixels / (settings["batch_size"] * size * size))
-    for note in sorted(n for n in notes if n):
-        _note(COLOR_NOTES[note])
+    for kind in sorted(n for n in notes if n):
+        warn(COLOR_NOTES[kind])
     total = sum(t.size for t in targets.values())
     shares = ", ".join(f"{v} -> class {i} ({sum((t == i).sum() for t in targets.values()) / total:.0%})"
                        for i, v in enumerate(values))
     what = {"images": f"{len(val.get('images', []))} image(s) held out for validation",
             "rows": f"the bottom {val.get('fraction', 0):.0%} of rows held out for validation",
             "none": "no validation (threshold 0.5)"}[val["mode"]]
-    _say(f"{'resuming' if stored else 'training'}: {len(pairs)} image pair(s), {what}; "
+    say(f"{'resuming' if stored else 'training'}: {len(pairs)} image pair(s), {what}; "
          f"mask values {shares}")
-    _say(f"model: preset {settings['preset']} ({n_params / 1e6:.2f} M parameters), "
-         f"{size} px crops x {settings['batch_size']}, augment {settings['augment']}, loss "
-         f"{settings['loss']}, on {device}")
+    where = (f"on {ranks.world} process{'es' if ranks.world > 1 else ''} "
+             f"({dist.get_backend()}, {device.type}): "
+             f"{ranks.world * settings['batch_size']} crops a step" if ranks.parallel
+             else f"on {device}")
+    say(f"model: preset {settings['preset']} ({n_params / 1e6:.2f} M parameters), "
+        f"{size} px crops x {settings['batch_size']}, augment {settings['augment']}, loss "
+        f"{settings['loss']}, {where}")
     if budget.seconds is not None:
         left = budget.seconds - budget.elapsed()
         ends = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
         left_text = f"{left / 60:.1f} min" if left >= 60 else f"{max(left, 0):.0f} s"
-        _say(f"budget: {budget.describe()} in all, {left_text} left: ends at about {ends}; "
-             f"the model file {out} is written every {checkpoint_minutes:g} min and at the end")
+        say(f"budget: {budget.describe()} in all, {left_text} left: ends at about {ends}; "
+            f"the model file {out} is written every {checkpoint_minutes:g} min and at the end")
     else:
-        _say(f"budget: {budget.describe()} ({step} done); {out} is written every "
-             f"{checkpoint_minutes:g} min and at the end")
+        say(f"budget: {budget.describe()} ({step} done); {out} is written every "
+            f"{checkpoint_minutes:g} min and at the end")
 
     threshold_info = dict(old_train.get("threshold_info", {})) if old_train else {}
 
     def contents(step_now: int, finished: bool, validation: dict | None = None) -> dict:
         info = validation or threshold_info
         file = {"unet_teach": __version__, "preset": settings["preset"], "model_args": args,
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model": weights(model),
                 "class_values": values, "normalization": dict(NORMALIZATION),
                 "train": {"settings": {k: v for k, v in settings.items() if v is not None},
                           "budget": budget_spec, "step": step_now,
@@ -546,35 +756,55 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
         return file
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([settings["seed"], step])     # new crops after a resume
+    # new crops after a resume; under torchrun, another stream of crops on every rank
+    rng = np.random.default_rng([settings["seed"], step] if not ranks.parallel
+                                else [settings["seed"], step, ranks.rank])
+    first_batch = []
+
+    def next_batch():
+        x, y = crops.batch(rng, settings["batch_size"])
+        if not first_batch:                # for the test hook: which crops this rank saw
+            first_batch.append(hashlib.sha256(x.numpy().tobytes()).hexdigest())
+        return x, y
+
     step, why = train_loop(
-        model, lambda: crops.batch(rng, settings["batch_size"]), optimizer,
-        LOSSES[settings["loss"]], budget, lr=settings["lr"], step=step, losses=losses,
-        checkpoint=lambda s: save_model(out, contents(s, False)),
+        net, next_batch, optimizer, LOSSES[settings["loss"]], budget, lr=settings["lr"],
+        step=step, losses=losses,
+        checkpoint=(lambda s: save_model(out, contents(s, False))) if ranks.main else None,
         checkpoint_every_s=checkpoint_minutes * 60, device=device, progress=progress)
     if why == "diverged":
-        print(f"error: the loss became nan at step {step + 1} (nothing more written to "
-              f"{out}); start over with a lower --lr (now {settings['lr']:g})",
-              file=sys.stderr)
+        if ranks.main:
+            print(f"error: the loss became nan at step {step + 1} (nothing more written to "
+                  f"{out}); start over with a lower --lr (now {settings['lr']:g})",
+                  file=sys.stderr)
         return 1
     if why == "interrupted":
-        save_model(out, contents(step, False))
-        print(f"interrupted at step {step} ({budget.elapsed() / 60:.1f} min); wrote {out}; "
-              "the same command with --resume continues it", file=sys.stderr)
+        if ranks.main:
+            save_model(out, contents(step, False))
+            print(f"interrupted at step {step} ({budget.elapsed() / 60:.1f} min); wrote "
+                  f"{out}; the same command with --resume continues it", file=sys.stderr)
         return 130
+    if ranks.parallel:
+        _copy_buffers_from_rank0(model)
+    _debug_dump(model, ranks, step, first_batch[0] if first_batch else None)
+    if not ranks.main:
+        dist.barrier()                     # while rank 0 validates and writes the file
+        return 0
     validation = {}
     if parts:
         validation = validate(model, parts, len(values), device, settings["seed"])
         threshold_info.update(validation)
     save_model(out, contents(step, True, validation or None))
+    if ranks.parallel:
+        dist.barrier()
     took = budget.elapsed()
     line = f"wrote {out}: {step} steps, {took / 60:.1f} min in all"
     if validation:
         at = (f" at threshold {validation['threshold']:g} (at 0.5: "
               f"{validation['pixel_error_default']:.4f})" if "threshold" in validation else "")
         line += f"; validation pixel error {validation['pixel_error']:.4f}{at}"
-    _say(line)
+    say(line)
     if validation.get("single_class"):
-        _note("the model predicts one class everywhere on the validation part; train longer "
-              "(--minutes), or try --loss dice_ce if the objects are small")
+        warn("the model predicts one class everywhere on the validation part; train longer "
+             "(--minutes), or try --loss dice_ce if the objects are small")
     return 0

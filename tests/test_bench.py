@@ -1,0 +1,174 @@
+"""The speed ladder (unet_teach.bench and ``unet-teach bench``) on a CPU, in a tiny
+configuration: 64 x 64 crops, batch 2, base width 4, 2 timed steps (a few seconds).
+
+On a CPU only the fp32 rung and fp32 inference are timed; every rung that needs CUDA must
+be present and say why it was skipped. The FLOP count is checked against a hand count of
+the U-Net's convolutions, the peak table against the datasheets' numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+from datetime import datetime
+
+import pytest
+import torch
+
+from unet_teach import bench
+from unet_teach.cost import count_macs
+from unet_teach.course.cli import main
+from unet_teach.models import UNet
+
+TINY = ["--size", "64", "--batch", "2", "--width", "4", "--steps", "2", "--warmup", "1",
+        "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert main(["bench", *TINY, "--out", str(out)]) == 0
+    return json.loads(out.read_text()), out
+
+
+def test_every_rung_is_present_and_the_cuda_ones_say_why_they_were_skipped(result):
+    data, _ = result
+    assert [r["name"] for r in data["rungs"]] == [r.name for r in bench.LADDER] == [
+        "fp32", "tf32", "bf16", "bf16+channels_last", "bf16+channels_last+compile"]
+    fp32, *cuda_rungs = data["rungs"]
+    assert fp32["skipped"] is None and fp32["images_per_s"] > 0 and fp32["tflops"] > 0
+    for row in cuda_rungs + [data["recipe"]]:
+        assert row["skipped"].startswith("needs a CUDA GPU"), row
+        assert "images_per_s" not in row
+    assert data["recipe"]["name"].startswith("common recipe: fp16+GradScaler+channels_last")
+    assert data["best"]["name"] == "fp32" and data["best"]["speedup_vs_recipe"] is None
+    assert data["memory"]["skipped"] and data["memory"]["rows"] == []
+    fp32_inference, bf16_inference = data["inference"]
+    assert fp32_inference["tiles_per_s"] > 0 and bf16_inference["skipped"]
+
+
+def test_json_file_schema(result):
+    data, out = result
+    assert data["schema"] == bench.SCHEMA
+    assert {"date", "device", "torch", "cuda", "config", "flops", "rungs", "recipe", "best",
+            "inference", "memory"} <= data.keys()
+    datetime.fromisoformat(data["date"])
+    assert data["torch"] == torch.__version__ and data["cuda"] == torch.version.cuda
+    assert data["device"]["type"] == "cpu" and data["device"]["peak_tflops"] is None
+    assert data["config"]["model"] == {**bench.PAPER, "base_width": 4}
+    assert {k: data["config"][k] for k in ("size", "batch", "width", "steps", "warmup")} == \
+        {"size": 64, "batch": 2, "width": 4, "steps": 2, "warmup": 1}
+    timed = data["rungs"][0]
+    for key in ("name", "precision", "images_per_s", "step_ms", "tflops", "fraction_of_peak",
+                "peak_memory_bytes", "skipped", "first_step_s"):
+        assert key in timed, key
+    assert timed["fraction_of_peak"] is None and timed["peak_memory_bytes"] is None
+    assert timed["images_per_s"] == pytest.approx(2 / (timed["step_ms"] / 1e3))
+    assert timed["tflops"] == pytest.approx(
+        data["flops"]["training_flops_per_step"] / (timed["step_ms"] / 1e3) / 1e12)
+    assert socket.gethostname() not in out.read_text()          # host-independent
+    assert not list(out.parent.glob(".*.tmp"))                  # written atomically
+
+
+def hand_count_macs(size: int, width: int, depth: int = 4) -> int:
+    """Forward MACs of a same-padded UNet(1, 2), counted from the architecture by hand:
+    a 3x3 conv is out pixels x C_in x C_out x 9, the 2x2 transposed conv is in pixels x
+    C_in x C_out x 4, the 1x1 head out pixels x C_in x 2."""
+    w = [width * 2**i for i in range(depth + 1)]
+    side = [size // 2**i for i in range(depth + 1)]
+    macs, c_in = 0, 1
+    for i in range(depth + 1):                                  # encoder and bottleneck
+        macs += side[i] ** 2 * 9 * (c_in * w[i] + w[i] * w[i])
+        c_in = w[i]
+    for i in range(depth - 1, -1, -1):                          # expanding path
+        macs += side[i + 1] ** 2 * w[i + 1] * w[i] * 4          # transposed conv
+        macs += side[i] ** 2 * 9 * (2 * w[i] * w[i] + w[i] * w[i])
+    return macs + size**2 * w[0] * 2
+
+
+def test_flop_accounting_is_6_times_the_forward_macs_times_the_batch(result):
+    data, _ = result
+    macs = count_macs(UNet(1, 2, depth=4, base_width=4, padding="same"), (1, 1, 64, 64))
+    assert macs == hand_count_macs(64, 4)
+    assert data["flops"]["forward_macs_per_image"] == macs
+    assert data["flops"]["training_flops_per_step"] == 6 * macs * 2
+
+
+@pytest.mark.parametrize("name, label, fp32, tf32, bf16", [
+    # dense numbers: the datasheets' "with sparsity" tensor figures halved
+    ("NVIDIA H100 80GB HBM3", "H100 SXM", 67.0, 494.7, 989.4),     # 989 / 1979 sparse
+    ("NVIDIA H100 PCIe", "H100 PCIe", 51.0, 378.0, 756.0),          # 756 / 1513 sparse
+    ("NVIDIA H100 NVL", "H100 NVL", 60.0, 417.5, 835.5),
+    ("NVIDIA H200", "H200 SXM", 67.0, 494.7, 989.4),
+    ("NVIDIA A100-SXM4-80GB", "A100", 19.5, 156.0, 312.0),
+    ("NVIDIA A100 80GB PCIe", "A100", 19.5, 156.0, 312.0),
+    ("NVIDIA L4", "L4", 30.3, 60.0, 121.0),
+    ("NVIDIA L40S", "L40S", 91.6, 183.0, 366.5),          # 366 / 733 sparse
+    ("Tesla T4", "T4", 8.1, None, None),
+    ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090", 82.6, 82.6, 165.2),
+])
+def test_peak_table_lookup(name, label, fp32, tf32, bf16):
+    peak = bench.peak_tflops(name)
+    assert (peak["label"], peak["fp32"], peak["tf32"], peak["bf16"]) == (label, fp32, tf32, bf16)
+
+
+def test_unknown_devices_have_no_peak():
+    assert bench.peak_tflops("NVIDIA GeForce GTX 1080") is None
+    assert bench.peak_tflops("CPU x86_64") is None
+
+
+def test_tf32_is_half_the_16_bit_rate_on_data_centre_tensor_cores():
+    # an architectural fact of Ampere and Hopper data-centre parts, independent of the table
+    for _, label, _, tf32, bf16, fp16 in bench.PEAKS:
+        if label.split()[0] in ("H100", "H200", "GH200", "A100", "A10", "L4", "L40S"):
+            assert tf32 == pytest.approx(bf16 / 2, rel=0.01) and bf16 == fp16, label
+
+
+def test_old_gpus_skip_tf32_and_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    cuda = torch.device("cuda")
+    assert "compute capability 8.0" in bench.skip_reason(bench.LADDER[1], cuda)
+    assert "7.5" in bench.skip_reason(bench.LADDER[2], cuda)
+    assert bench.skip_reason(bench.LADDER[0], cuda) is None
+    assert bench.skip_reason(bench.RECIPE, cuda) is None       # fp16 runs on a T4
+
+
+def test_warmup_steps_are_not_timed():
+    calls = []
+    t = bench.time_steps(lambda: calls.append("step"), torch.device("cpu"), steps=3, warmup=2,
+                         before_timing=lambda: calls.append("reset"))
+    assert calls == ["step", "step", "reset", "step", "step", "step"]
+    assert len(t["times"]) == 3 and t["best_s"] <= t["median_s"]
+
+
+def test_out_folder_gets_a_dated_file_name(tmp_path, capsys):
+    assert main(["bench", *TINY, "--steps", "1", "--no-memory", "--no-inference",
+                 "--no-compile", "--out", f"{tmp_path}/"]) == 0
+    files = list(tmp_path.glob("bench-cpu-*.json"))
+    assert len(files) == 1 and f"wrote {files[0]}" in capsys.readouterr().out
+    assert files[0].name == bench.default_out(".", f"CPU {platform.machine()}").name
+    data = json.loads(files[0].read_text())
+    assert data["rungs"][-1]["skipped"] == "left out (--no-compile)"
+    assert data["inference"] == []
+
+
+def test_bad_size_is_one_line(capsys):
+    assert main(["bench", "--size", "60", "--device", "cpu"]) == 2
+    assert "multiples of 16" in capsys.readouterr().err
+
+
+def test_a_failing_rung_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("triton: no kernel for this shape\nmore detail")
+
+    monkeypatch.setattr(bench, "training_step", broken)
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "--no-memory", "--out", str(out)]) == 1
+    data = json.loads(out.read_text())
+    fp32 = data["rungs"][0]
+    assert fp32["error"] == "failed: RuntimeError: triton: no kernel for this shape"
+    assert fp32["skipped"] == fp32["error"] and data["best"] is None
+    assert data["errors"] == [f"fp32: {fp32['error']}"]
+    assert data["inference"][0]["tiles_per_s"] > 0                 # the rest still ran
+    assert "error: fp32: failed: RuntimeError" in capsys.readouterr().err
