@@ -220,7 +220,13 @@ def glue(name: str, value, display: bool = False):
     Example:
         >>> glue("dice_unet", 0.912)
         0.912
+        >>> glue("share", np.float64(0.25))      # numpy scalars become Python numbers
+        0.25
     """
+    if isinstance(value, (np.generic, np.ndarray, torch.Tensor)) and np.ndim(value) == 0:
+        # numpy 2 shows np.float64(0.5) as "np.float64(0.5)", which the book's number
+        # formats ({glue:text}`name:.3f`) cannot read: store a plain Python number
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:                       # outside the book: nothing to record into
