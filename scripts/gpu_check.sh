@@ -30,6 +30,9 @@
 #   GPU_CHECK_NOTEBOOKS    chapter notebooks to run, space-separated (default notebooks/*.ipynb)
 #   GPU_CHECK_EXERCISES    what nbval runs, space-separated (default exercises/source)
 #   GPU_CHECK_CELLS        run only the first N code cells of each notebook (default: all)
+#   GPU_CHECK_PARALLEL     chapters executed at once, each in its own kernel (default 1;
+#                          their times then include sharing the device: notebooks.json
+#                          says so in run_alongside)
 #   GPU_CHECK_SKIP_BENCH=1, GPU_CHECK_SKIP_NBVAL=1, GPU_CHECK_SKIP_DDP=1   leave it out
 #   GPU_CHECK_DEADLINE_S   seconds from the start after which no notebook cell runs (340)
 #   GPU_CHECK_BENCH_S, GPU_CHECK_NBVAL_S   limits of those steps in seconds (120, 90)
@@ -220,8 +223,9 @@ if [ "${GPU_CHECK_SKIP_DDP:-0}" = 1 ]; then skip ddp; else step ddp 180 ddp_chec
 
 # --- 6. every chapter, until the deadline
 step notebooks $((GPU_CHECK_DEADLINE_AT - $(date +%s) + 30)) "$PY" - "$OUT" <<'PY'
-"""Execute chapter notebooks with nbclient, one after another; a row each in notebooks.json."""
-import json, os, re, sys, time
+"""Execute chapter notebooks with nbclient, GPU_CHECK_PARALLEL at a time (each in its own
+kernel); a row each in notebooks.json, in the order of the names."""
+import json, multiprocessing, os, re, sys, time
 from pathlib import Path
 
 import nbformat
@@ -231,51 +235,64 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 out = Path(sys.argv[1])
 deadline = float(os.environ["GPU_CHECK_DEADLINE_AT"])
 first_cells = int(os.environ.get("GPU_CHECK_CELLS") or 0)
+parallel = max(1, int(os.environ.get("GPU_CHECK_PARALLEL") or 1))
 names = (os.environ.get("GPU_CHECK_NOTEBOOKS") or "").split() or sorted(
     str(p) for p in Path("notebooks").glob("*.ipynb"))
 (out / "executed").mkdir(exist_ok=True)
-rows = []
-for name in names:
+
+
+def run(name):
     path, left = Path(name), deadline - time.time()
     row = {"notebook": name, "status": "not run", "seconds": 0.0, "error": None,
-           "profile": os.environ.get("UNET_TEACH_PROFILE") or "machine default"}
+           "profile": os.environ.get("UNET_TEACH_PROFILE") or "machine default",
+           "run_alongside": parallel - 1}
     if not path.is_file():
         row.update(status="missing", error="no such file")
-    elif left < 15:
+        return row
+    if left < 15:
         row["error"] = "the check's deadline (GPU_CHECK_DEADLINE_S) came first"
-    else:
-        nb = nbformat.read(path, as_version=4)
-        if first_cells:                    # a dry run: the imports and the first cells
-            code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-            if len(code) > first_cells:
-                nb.cells = nb.cells[:code[first_cells]]
-        # each cell may run until the deadline (at most 10 minutes), so the whole
-        # notebook ends by it
-        client = NotebookClient(nb, kernel_name="python3", timeout=600,
-                                timeout_func=lambda cell: max(1, min(600, int(deadline - time.time()))),
-                                resources={"metadata": {"path": str(path.parent.resolve())}})
-        t0 = time.time()
-        try:
-            client.execute()
-            row["status"] = "passed"
-        except CellTimeoutError as err:
-            row.update(status="timeout", error=str(err).strip().splitlines()[-1][:300])
-        except CellExecutionError as err:
-            text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))       # no terminal colours
-            lines = [l for l in text.strip().splitlines() if l.strip()]
-            row.update(status="failed", error=(lines[-1] if lines else repr(err))[:300])
-        except DeadKernelError as err:
-            row.update(status="failed", error=f"the kernel died: {err}"[:300])
-        except Exception as err:           # recorded, and the next one runs
-            row.update(status="error", error=f"{type(err).__name__}: {err}"[:300])
-        row["seconds"] = round(time.time() - t0, 1)
-        row["code_cells_run"] = sum(c.cell_type == "code" for c in nb.cells)
-        nbformat.write(nb, out / "executed" / path.name)
-    rows.append(row)
-    print(f"{row['status']:8} {row['seconds']:7.1f} s  {name}  {row['error'] or ''}", flush=True)
-    tmp = out / ".notebooks.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(out / "notebooks.json")
+        return row
+    nb = nbformat.read(path, as_version=4)
+    if first_cells:                    # a dry run: the imports and the first cells
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        if len(code) > first_cells:
+            nb.cells = nb.cells[:code[first_cells]]
+    # each cell may run until the deadline (at most 10 minutes), so the whole notebook
+    # ends by it
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=600,
+        timeout_func=lambda cell: max(1, min(600, int(deadline - time.time()))),
+        resources={"metadata": {"path": str(path.parent.resolve())}})
+    t0 = time.time()
+    try:
+        client.execute()
+        row["status"] = "passed"
+    except CellTimeoutError as err:
+        row.update(status="timeout", error=str(err).strip().splitlines()[-1][:300])
+    except CellExecutionError as err:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))       # no terminal colours
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        row.update(status="failed", error=(lines[-1] if lines else repr(err))[:300])
+    except DeadKernelError as err:
+        row.update(status="failed", error=f"the kernel died: {err}"[:300])
+    except Exception as err:           # recorded, and the next one runs
+        row.update(status="error", error=f"{type(err).__name__}: {err}"[:300])
+    row["seconds"] = round(time.time() - t0, 1)
+    row["code_cells_run"] = sum(c.cell_type == "code" for c in nb.cells)
+    nbformat.write(nb, out / "executed" / path.name)
+    return row
+
+
+rows = {}
+with multiprocessing.get_context("fork").Pool(parallel) as pool:
+    for row in pool.imap_unordered(run, names):
+        rows[row["notebook"]] = row
+        print(f"{row['status']:8} {row['seconds']:7.1f} s  {row['notebook']}  "
+              f"{row['error'] or ''}", flush=True)
+        tmp = out / ".notebooks.json.tmp"
+        tmp.write_text(json.dumps([rows[n] for n in names if n in rows], indent=1))
+        tmp.replace(out / "notebooks.json")
+rows = [rows[n] for n in names]
 sys.exit(0 if all(r["status"] == "passed" for r in rows) else 1)
 PY
 
