@@ -50,7 +50,7 @@ link_slices() {   # link_slices FIRST-LAST DEST: ISBI slices FIRST..LAST into DE
     done
 }
 
-if [ $# -ge 4 ] && [ "$1" != "--" ]; then
+if [ $# -ge 4 ] && [ "${1#-}" = "$1" ]; then   # folders, not options after --
     train_images=$1 train_labels=$2 eval_images=$3 eval_labels=$4
     shift 4
 else

@@ -36,6 +36,9 @@
 #   GPU_CHECK_SKIP_BENCH=1, GPU_CHECK_SKIP_NBVAL=1, GPU_CHECK_SKIP_DDP=1   leave it out
 #   GPU_CHECK_DEADLINE_S   seconds from the start after which no notebook cell runs (340)
 #   GPU_CHECK_BENCH_S, GPU_CHECK_NBVAL_S   limits of those steps in seconds (120, 90)
+#   GPU_CHECK_PACK=1       leave at most 8 files in OUT (what a device run sends back): the
+#                          logs go into logs.tgz, the executed notebooks into executed.tgz,
+#                          ddp/model.pt is removed
 # Nothing here uses the network.
 set -uo pipefail
 
@@ -350,3 +353,13 @@ print(f"gpu check ({mode}): {'ok' if ok else 'FAILED'} in {result['wall_s']:.0f}
       + f"; wrote {out / 'results.json'}")
 sys.exit(0 if ok else 1)
 PY
+status=$?
+
+# --- 8. packed for a return channel that takes few files
+if [ "${GPU_CHECK_PACK:-0}" = 1 ]; then
+    (cd "$OUT" && rm -f ddp/model.pt \
+        && tar czf logs.tgz ./*.log steps.tsv $(ls -d ddp 2> /dev/null) \
+        && rm -rf ./*.log steps.tsv ddp \
+        && if [ -d executed ]; then tar czf executed.tgz executed && rm -rf executed; fi)
+fi
+exit $status

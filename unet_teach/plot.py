@@ -228,12 +228,13 @@ def glue(name: str, value, display: bool = False):
         # formats ({glue:text}`name:.3f`) cannot read: store a plain Python number
         value = value.item()
     try:
+        # myst-nb's glue imports docutils when called: a machine with myst-nb but without
+        # the book's build stack (the GPU check's) has nothing to record into either
         from myst_nb import glue as myst_glue
+        myst_glue(name, value, display=display)
     except ImportError:                       # outside the book: nothing to record into
         if display:
             print(f"{name} = {value}")
-        return value
-    myst_glue(name, value, display=display)
     return value
 
 
