@@ -475,3 +475,22 @@ def test_elastic_torch_displacements_have_standard_deviation_sigma():
 def test_elastic_torch_rejects_bad_input(images, masks, kwargs, match):
     with pytest.raises(ValueError, match=match):
         elastic_torch(images, masks, **kwargs)
+
+
+def test_augment_window_cuts_image_and_mask_at_the_same_place():
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 2, (40, 50))
+    image = mask.astype(np.float32) * 0.5                 # the mask, as an image
+    for seed in range(5):
+        out, out_mask = Augment(window=24, elastic=False, intensity=False)(image, mask, seed)
+        assert out.shape == out_mask.shape == (24, 24)
+        assert np.array_equal(out == 0.5, out_mask == 1)  # still aligned after the cut
+    plain = Augment(flip_rotate=False, elastic=False, intensity=False, window=24)
+    out, out_mask = plain(image, mask, 3)
+    r = np.random.default_rng(3)
+    top, left = r.integers(0, 40 - 24 + 1), r.integers(0, 50 - 24 + 1)
+    assert np.array_equal(out_mask, mask[top:top + 24, left:left + 24])
+    with pytest.raises(ValueError, match="larger than the image"):
+        Augment(window=41)(image, mask, 0)
+    with pytest.raises(ValueError, match="positive int"):
+        Augment(window=0)

@@ -507,3 +507,24 @@ def test_fit_sets_the_epoch_of_a_data_set_that_has_one():
 
     fit(tiny_unet(), Recording(), epochs=3, batch_size=2, device="cpu", progress=False)
     assert epochs_seen == [1, 2, 3]
+
+
+def test_fit_onecycle_schedule_rises_then_ends_near_zero(membranes):
+    images, masks = membranes[0]
+    net = UNet(1, 2, depth=2, base_width=4)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    seen = []
+
+    def loss_fn(scores, target):                    # records the rate this step will use
+        seen.append(optimizer.param_groups[0]["lr"])
+        return default_loss(scores, target)
+
+    fit(net, (images, masks), epochs=50, max_steps=20, batch_size=2, optimizer=optimizer,
+        loss_fn=loss_fn, device="cpu", progress=False, schedule="onecycle")
+    assert len(seen) == 20
+    assert seen[0] == pytest.approx(0.01 / 25)       # OneCycleLR's start: max / 25
+    assert max(seen) == pytest.approx(0.01, rel=0.05)
+    assert seen.index(max(seen)) == pytest.approx(0.3 * 19, abs=1.5)
+    assert seen[-1] < 1e-4
+    with pytest.raises(ValueError, match="onecycle"):
+        fit(net, (images, masks), schedule="cosine", progress=False)

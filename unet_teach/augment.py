@@ -369,12 +369,19 @@ class Augment:
             ``p_elastic`` (the paper deforms every sample; lower it to also show the net
             undeformed ones).
         intensity: apply :func:`random_intensity` to the image.
+        window: cut a random ``window x window`` part out of the image first and augment
+            only that (``None``: the whole image). Deforming a 128 x 128 window costs a
+            sixteenth of deforming a 512 x 512 slice; a data set then crops the training
+            crop out of the window (:class:`AugmentedDataset`'s ``crop``), so the pixels the
+            deformation pulls in at the crop's edge are real image content.
 
     Example:
         >>> img, msk = np.random.default_rng(0).random((32, 32)), np.eye(32, dtype=np.int64)
         >>> out, out_mask = Augment()(img, msk, np.random.default_rng(1))
         >>> out.shape, out_mask.shape, set(np.unique(out_mask)) <= {0, 1}
         ((32, 32), (32, 32), True)
+        >>> Augment(window=16)(img, msk, np.random.default_rng(1))[0].shape
+        (16, 16)
     """
 
     flip_rotate: bool = True
@@ -383,15 +390,30 @@ class Augment:
     sigma: float = 10.0
     grid: int = 3
     p_elastic: float = 1.0
+    window: int | None = None
 
     def __post_init__(self):
         _check_sigma_grid(self.sigma, self.grid)
         if not 0 <= self.p_elastic <= 1:
             raise ValueError(f"p_elastic is a probability, 0..1, got {self.p_elastic!r}")
+        if self.window is not None and (not isinstance(self.window, (int, np.integer))
+                                        or self.window < 1):
+            raise ValueError(f"window is a side in pixels (a positive int) or None, got "
+                             f"{self.window!r}")
 
     def __call__(self, image, mask=None, rng=None):
         rng = _rng(rng)
         image, mask = _check_pair(image, mask)
+        if self.window is not None:
+            h, w = _hw(image.shape)
+            if self.window > min(h, w):
+                raise ValueError(f"window {self.window} is larger than the image ({h} x {w}):"
+                                 " choose a window no larger than the smallest image")
+            top = rng.integers(0, h - self.window + 1)
+            left = rng.integers(0, w - self.window + 1)
+            rows, cols = slice(top, top + self.window), slice(left, left + self.window)
+            image = image[..., rows, cols]
+            mask = None if mask is None else mask[rows, cols]
         if self.flip_rotate:
             image, mask = random_flip_rotate(image, mask, rng)
         if self.elastic and rng.random() < self.p_elastic:

@@ -171,7 +171,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
         batch_size: int = 4, lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None,
         loss_fn: Callable = default_loss, device: str | torch.device | None = None,
         amp: bool = True, seed: int = 0, checkpoint: str | os.PathLike | None = None,
-        progress: bool = True) -> dict[str, list]:
+        progress: bool = True, schedule: str | None = None) -> dict[str, list]:
     """Train ``model`` on ``train`` and return the history.
 
     Args:
@@ -189,6 +189,9 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
         seed: seeds the initial shuffle and every random number torch draws.
         checkpoint: if given, the model and optimiser are saved there after every epoch.
         progress: show a tqdm progress bar.
+        schedule: ``None`` keeps the learning rate constant; ``"onecycle"`` raises it from
+            ``lr / 25`` to ``lr`` over the first 30 % of the steps and lowers it to nearly 0
+            by the last (torch's ``OneCycleLR``), so a short run ends on small steps.
 
     Returns:
         ``{"epoch", "step", "train_loss", "val_loss", "val_accuracy", "val_dice",
@@ -210,12 +213,18 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
     dataset = as_dataset(train)
     if len(dataset) == 0:
         raise ValueError("the training data is empty: pass at least one (image, mask) pair")
+    if schedule not in (None, "onecycle"):
+        raise ValueError(f"schedule must be None or 'onecycle', got {schedule!r}")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     autocast, scaler = _amp_context(device, amp)
     history: dict[str, list] = {k: [] for k in ("epoch", "step", "train_loss", "val_loss",
                                                 "val_accuracy", "val_dice", "seconds", "step_loss")}
     total_steps = min(epochs * len(loader), max_steps or epochs * len(loader))
+    scheduler = None
+    if schedule == "onecycle":
+        peak = [group["lr"] for group in optimizer.param_groups]
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak, total_steps=total_steps)
     bar = tqdm(total=total_steps, disable=not progress, desc="training", unit="step")
     step, start = 0, time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -239,6 +248,8 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
             else:
                 loss.backward()
                 optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             step += 1
             running += loss.item() * len(x)
             seen += len(x)
