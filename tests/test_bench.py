@@ -172,3 +172,112 @@ def test_a_failing_rung_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, c
     assert data["errors"] == [f"fp32: {fp32['error']}"]
     assert data["inference"][0]["tiles_per_s"] > 0                 # the rest still ran
     assert "error: fp32: failed: RuntimeError" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- for chapter 11
+
+def alive_bytes_after_forward(model, x, y) -> int:
+    """An independent count of what a forward pass keeps: every tensor the forward and the
+    loss create, followed by a dispatch mode, that is still alive when only the loss is
+    held (so the graph holds it), plus the input and the target, which autograd keeps but
+    the forward did not create."""
+    import gc
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    created = []
+
+    class Track(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    storage = t.untyped_storage()
+                    created.append((weakref.ref(t), storage.data_ptr(), storage.nbytes()))
+            return out
+
+    model.train()
+    with Track():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+    gc.collect()
+    alive = {ptr: n for ref, ptr, n in created if ref() is not None}
+    # the loss itself is alive (we hold it) but is not kept for the backward pass
+    return sum(alive.values()) - loss.nbytes + x.nbytes + y.nbytes
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_saved_activation_bytes_agree_with_the_tensors_left_alive(checkpointing):
+    torch.manual_seed(0)
+    net = UNet(1, 2, depth=3, base_width=4, padding="same", checkpointing=checkpointing)
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 32, 32))
+    counted = bench.saved_activation_bytes(net, x, y)
+    assert counted == alive_bytes_after_forward(net, x, y)
+    assert net.training                                   # the mode is put back
+
+
+def test_saved_activation_bytes_hand_count():
+    # Conv2d keeps its input (the weight is a parameter, not counted); ReLU keeps its
+    # output, which the next Conv2d keeps too: one storage, counted once
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.ReLU()).eval()
+    x = torch.zeros(2, 1, 16, 16)
+    assert bench.saved_activation_bytes(net, x) == 4 * 2 * 16 * 16 * (1 + 3 + 5)
+    assert not net.training                                # eval mode put back
+    # bf16 autocast: the convolutions keep bf16 copies of their inputs and weights (the
+    # copies are new tensors, so they count); the ReLUs keep their bf16 outputs
+    bf16 = bench.saved_activation_bytes(net, x, amp="bfloat16")
+    weights = 2 * (3 * 1 * 9 + 5 * 3 * 9)
+    assert bf16 == 2 * 2 * 16 * 16 * (1 + 3 + 5) + weights
+
+
+def test_checkpointing_keeps_less_and_the_meta_device_counts_the_same():
+    x, y = torch.randn(2, 1, 32, 32), torch.randint(0, 2, (2, 32, 32))
+    counts = {}
+    for device in ("cpu", "meta"):
+        for checkpointing in (False, True):
+            torch.manual_seed(0)
+            with torch.device(device):
+                net = UNet(1, 2, depth=3, base_width=4, padding="same",
+                           checkpointing=checkpointing)
+            counts[device, checkpointing] = bench.saved_activation_bytes(
+                net, x.to(device), y.to(device))
+    assert counts["cpu", False] == counts["meta", False]
+    assert counts["cpu", True] == counts["meta", True] < counts["cpu", False]
+    with pytest.raises(ValueError, match="real device"):
+        bench.saved_activation_bytes(net, x.to("meta"), amp="bfloat16")
+
+
+def test_interleaved_timing_takes_turns():
+    calls = []
+    t = bench.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               torch.device("cpu"), repeats=3, warmup=2)
+    assert calls == ["a", "b"] * 5
+    assert list(t) == ["a", "b"] and all(len(v) == 3 and min(v) >= 0 for v in t.values())
+
+
+def test_cpu_bf16_support_is_one_of_three_answers():
+    assert bench.cpu_bf16_support() in ("AMX", "AVX-512 BF16", "none")
+
+
+def test_newest_results_goes_by_the_recorded_date(tmp_path):
+    with pytest.raises(FileNotFoundError, match="unet-teach bench --out"):
+        bench.newest_results(tmp_path)
+    # the name sorts the other way, and the newer file is written first
+    bench.write_json(tmp_path / "bench-z-2026-01-01.json",
+                     {"date": "2026-05-01T08:00:00+00:00", "n": "newer"})
+    bench.write_json(tmp_path / "bench-a-2026-09-09.json",
+                     {"date": "2026-04-30T23:00:00-02:00", "n": "older by one hour"})
+    (tmp_path / "notes.json").write_text('{"date": "2030-01-01"}')     # not a bench file
+    path, data = bench.newest_results(tmp_path)
+    assert path.name == "bench-z-2026-01-01.json" and data["n"] == "newer"
+
+
+def test_the_committed_results_file_is_readable():
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    path, data = bench.newest_results(root / "results")
+    assert data["schema"] == bench.SCHEMA
+    assert [r["name"] for r in data["rungs"]] == [r.name for r in bench.LADDER]
+    for row in data["rungs"] + [data["recipe"]]:
+        assert row["skipped"] or row["images_per_s"] > 0, row

@@ -50,6 +50,12 @@ and what it costs in time. On a CPU the rungs that need CUDA are reported as ski
 the reason. A rung that fails (a compiler error, say) is recorded with its error and the
 run goes on. :func:`bench` returns everything as one dict, which ``unet-teach bench --out``
 writes as JSON.
+
+For chapter 11, which runs on a CPU: :func:`saved_activation_bytes` counts the bytes autograd
+keeps for the backward pass (on the CPU or the ``meta`` device, where the CUDA memory
+counters do not exist), :func:`time_interleaved` times several set-ups by turns (fair on a
+shared machine), :func:`cpu_bf16_support` says what bf16 can gain on this CPU, and
+:func:`newest_results` reads the newest committed results file.
 """
 
 from __future__ import annotations
@@ -432,6 +438,161 @@ def measure_memory(config: Config, device: torch.device) -> dict:
             ckpt["time_vs_plain"] = ckpt["step_ms"] / plain["step_ms"]
             ckpt["activation_vs_plain"] = ckpt["activation_bytes"] / plain["activation_bytes"]
     return {"set_up": rung.name, "skipped": None, "rows": rows}
+
+
+# --------------------------------------------------------------------------- for the chapter
+#
+# What the book's chapter 11 measures live on a CPU, where the CUDA counters above do not
+# exist: the bytes autograd keeps (counted, also on the meta device, so the paper's size
+# costs nothing to count), steps timed by turns, the CPU's bf16 units, the newest results.
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor,
+                           y: torch.Tensor | None = None, amp: str | None = None) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one training step.
+
+    Runs ``model(x)`` in training mode (under ``torch.autocast`` with dtype ``amp``, e.g.
+    ``"bfloat16"``, when given), then the cross-entropy against ``y`` (``y=None``: the sum
+    of the scores, a loss that keeps nothing), and counts every tensor that autograd saves
+    for the backward pass, through ``torch.autograd.graph.saved_tensors_hooks``. Each
+    storage is counted once (a ReLU's output saved by the ReLU and by the next convolution
+    is one tensor in memory); the model's parameters are left out (they stay whatever the
+    batch), autocast's low-precision copies of them are counted. With
+    ``UNet(checkpointing=True)`` the count is what checkpointing keeps: each block's input,
+    not its inner activations. Nothing is run backward.
+
+    This is the activation memory at the end of the forward pass, the part of a training
+    step's memory that grows with the batch and the crop. It needs no allocator, so it works
+    on a CPU and on the ``meta`` device (shapes without data: the paper's 16 x 512 x 512 is
+    counted in a fraction of a second; autocast needs a real device).
+
+    Args:
+        model: the network, e.g. a ``UNet``.
+        x: its input, ``N x C x H x W``.
+        y: target labels, ``N x H_out x W_out`` (int64), or ``None``.
+        amp: autocast dtype name, or ``None`` for the model's own precision.
+
+    Returns:
+        Bytes, an ``int``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU())
+        >>> x = torch.zeros(2, 1, 8, 8)          # N x 1 x 8 x 8: 512 bytes
+        >>> saved_activation_bytes(net, x)       # x for the conv + the ReLU's 2 x 4 x 8 x 8
+        2560
+    """
+    if amp and x.device.type == "meta":
+        raise ValueError("autocast needs a real device: count an amp step on the CPU (the "
+                         "bytes grow linearly with the batch, so a small batch will do)")
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage._cdata not in params:           # the StorageImpl: views share it
+            kept[storage._cdata] = storage.nbytes()
+        return tensor
+
+    was_training = model.training
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            with torch.autocast(x.device.type, dtype=getattr(torch, amp)) if amp \
+                    else nullcontext():
+                scores = model(x)
+            loss = (F.cross_entropy(scores.float(), y) if y is not None
+                    else scores.float().sum())
+        del loss, scores                           # the graph (and what it kept) goes now
+    finally:
+        model.train(was_training)
+    return sum(kept.values())
+
+
+def time_interleaved(steps: dict[str, Callable[[], None]], device: torch.device,
+                     repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Time several ways of doing the same work by turns: ``warmup`` untimed rounds, then
+    ``repeats`` rounds in each of which every step runs once, timed on its own.
+
+    On a shared machine the load changes from one second to the next. Timed one after
+    the other, the first way could run while another program was idle and the second while
+    it was busy; timed by turns, every way meets the same changes, and the median of its
+    repeats drops the rounds a burst of load hit.
+
+    Returns:
+        ``{name: [seconds, ...]}``, ``repeats`` times per name.
+
+    Example:
+        >>> calls = []
+        >>> t = time_interleaved({"a": lambda: calls.append("a"),
+        ...                       "b": lambda: calls.append("b")},
+        ...                      torch.device("cpu"), repeats=2, warmup=1)
+        >>> calls, [len(v) for v in t.values()]
+        (['a', 'b', 'a', 'b', 'a', 'b'], [2, 2])
+    """
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(max(1, repeats)):
+        for name, step in steps.items():
+            _sync(device)
+            started = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def cpu_bf16_support() -> str:
+    """The bf16 instructions of this machine's CPU that PyTorch's CPU kernels (oneDNN) use.
+
+    ``"AMX"`` (Intel's tile matrix units, Sapphire Rapids and newer), ``"AVX-512 BF16"``
+    (bf16 dot products in vector registers), or ``"none"`` (bf16 is converted to fp32 to
+    compute). Whether bf16 autocast speeds a CPU up depends on it.
+
+    Example:
+        >>> cpu_bf16_support() in ("AMX", "AVX-512 BF16", "none")
+        True
+    """
+    cpu = getattr(torch, "cpu", None)
+
+    def has(name: str) -> bool:
+        check = getattr(cpu, name, None)
+        return bool(check()) if callable(check) else False
+
+    if has("_is_amx_tile_supported"):
+        return "AMX"
+    if has("_is_avx512_bf16_supported"):
+        return "AVX-512 BF16"
+    return "none"
+
+
+def newest_results(folder) -> tuple[Path, dict]:
+    """The newest ``bench-*.json`` in ``folder`` by the ``date`` it records (not by its
+    name or file time, which a copy changes), and its contents.
+
+    Raises:
+        FileNotFoundError: when ``folder`` holds no results file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, date in [("b", "2026-01-02T00:00:00+00:00"),
+        ...                    ("a", "2026-03-01T00:00:00+00:00")]:
+        ...     _ = write_json(folder / f"bench-{name}.json", {"date": date})
+        >>> newest_results(folder)[0].name
+        'bench-a.json'
+    """
+    found = []
+    for path in sorted(Path(folder).glob("bench-*.json")):
+        data = json.loads(path.read_text())
+        date = datetime.fromisoformat(data["date"])
+        found.append((date if date.tzinfo else date.replace(tzinfo=timezone.utc), path, data))
+    if not found:
+        raise FileNotFoundError(f"no bench-*.json in {folder}; write one on a GPU with "
+                                f"`unet-teach bench --out {folder}/`")
+    _, path, data = max(found, key=lambda item: item[0])
+    return path, data
 
 
 # --------------------------------------------------------------------------- the whole run
