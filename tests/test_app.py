@@ -8,6 +8,8 @@ steps of a narrow net (``--base-width 4``), so the file runs in well under a min
 from __future__ import annotations
 
 import csv
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -465,3 +467,61 @@ def test_read_mask_accepts_a_thin_middle_class_of_0_to_k(tmp_path):
     mask[3:6, 3:6] = 2
     Image.fromarray(mask).save(tmp_path / "thin.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "thin.png"), mask)
+
+
+def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path, capsys):
+    # membranes are 255 here, so the objects (cells) are the regions of value 0
+    img_dir, mask_dir, _ = write_pairs(tmp_path)
+    model = tmp_path / "m.pt"
+    rc, out, err = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 6,
+                       "--regions", 0, "--loss", "weighted", *FAST)
+    assert rc == 0, err
+    state = load(model)
+    assert state["threshold_from"] == "lowest Rand error on the validation part"
+    assert state["validation"]["threshold_metric"] == "rand_error"
+    assert "Rand error" in out and state["train"]["settings"]["loss"] == "weighted"
+    # the stored threshold is the lowest mean Rand error of the validation images' sweep,
+    # recomputed here from the probabilities `predict` writes
+    pred = tmp_path / "pred"
+    assert run(capsys, "predict", model, img_dir, "--out", pred, "--quiet")[0] == 0
+    stems = state["train"]["validation_split"]["images"]
+    probs = [tifffile.imread(pred / f"{s}_prob.tif") for s in stems]       # P(255)
+    truths = [(np.asarray(Image.open(mask_dir / f"{s}.png")) == 255).astype(np.int64)
+              for s in stems]
+    thresholds = np.round(np.arange(0.02, 0.99, 0.02), 2)
+    rand = np.mean([metrics.threshold_sweep(p, t, thresholds, regions=0,
+                                            metrics=("rand_error",))["rand_error"]
+                    for p, t in zip(probs, truths)], axis=0)
+    assert state["threshold"] == pytest.approx(thresholds[int(np.argmin(rand))])
+    assert state["validation"]["rand_error"] == pytest.approx(rand.min(), abs=1e-6)
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--loss", "weighted"], "needs --regions"),
+    (["--regions", 7], "--regions 7"),
+])
+def test_bad_regions_options_are_one_line(options, named, tmp_path, capsys):
+    img_dir, mask_dir, _ = write_pairs(tmp_path)
+    before = snapshot(tmp_path)
+    rc, _, err = run(capsys, "train", img_dir, mask_dir, "--out", tmp_path / "m.pt",
+                     "--steps", 2, *options, *FAST)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and named in err, err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(not (os.environ.get("UNET_TEACH_DATA")
+                         and Path(os.environ["UNET_TEACH_DATA"], "isbi2012").is_dir()),
+                    reason="needs the ISBI slices ($UNET_TEACH_DATA)")
+def test_benchmark_script_passes_options_after_the_double_dash(tmp_path):
+    # a token run of scripts/benchmark_isbi.sh: options after -- reach `unet-teach train`
+    # (getopts swallows the --, which once made the script read them as folders)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_isbi.sh"
+    env = {**os.environ, "UNET_TEACH_CMD": f"{sys.executable} -m unet_teach",
+           "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", str(script), "-s", "2", "-t", "00-03", "-e", "20-20",
+                           "--", "--base-width", "4", "--crop", "64", "--batch-size", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "64 px crops x 2" in done.stdout and "budget --steps 2" in done.stdout
+    assert "threshold chosen by it" in done.stdout        # --regions 255 for the ISBI labels
+    assert re.search(r"mean: pixel error [0-9.]+, .*rand error [0-9.]+", done.stdout)

@@ -15,15 +15,21 @@ What happens, in order:
    (the 8 flips and quarter turns; the default: exact, free, and enough for a short
    training) or ``elastic`` (flips, the paper's elastic deformation and intensity changes;
    better for longer trainings on few images). Loss: per-pixel cross-entropy (default;
-   calibrated probabilities, which the threshold below needs, and the paper's) or Dice +
-   cross-entropy (``dice_ce``, for small objects). AdamW with a cosine learning-rate decay
+   calibrated probabilities, which the threshold below needs, and the paper's), Dice +
+   cross-entropy (``dice_ce``, for small objects) or the paper's weighted cross-entropy
+   (``weighted``: :func:`unet_teach.losses.weight_map` on every training crop, heaviest on
+   the thin background between two objects; the objects are the connected regions of the
+   ``regions`` value, so it needs ``regions``). AdamW with a cosine learning-rate decay
    that spans the whole budget, so the rate is low when the time is up.
 5. **The budget is wall time from the command's start** (``minutes``; loading and the final
    validation included: the loop stops early by the time those will take) or a number of
    steps. The model file is written every ``checkpoint_minutes`` and at the end, and holds
    the elapsed time and step, so ``resume`` continues for the time that remains.
 6. **Choose the threshold** (2 classes) on the validation part: the probability cut with
-   the lowest pixel error (:func:`unet_teach.metrics.threshold_sweep`), stored in the file.
+   the lowest pixel error (:func:`unet_teach.metrics.threshold_sweep`), or with ``regions``
+   (the mask value whose connected regions are the objects, e.g. 255 for the cell interiors
+   of the ISBI labels) the lowest Rand error, which counts the objects merged through a gap
+   and split by a spurious line; stored in the file.
 
 **Past one machine: data-parallel training.** The same command runs in several processes
 when ``torchrun`` starts it, one process a GPU (or, without GPUs, a few CPU processes)::
@@ -71,12 +77,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
+from scipy import ndimage
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..augment import Augment
-from ..losses import cross_entropy, dice_ce_loss
+from ..losses import cross_entropy, dice_ce_loss, weight_map
 from ..metrics import threshold_sweep
 from ..models import center_crop
 from ..train import seed_everything
@@ -86,13 +93,14 @@ from .modelfile import (build_model, load_model, load_optimizer_state, model_arg
                         optimizer_state, read_model_file, save_model, weights)
 from .predict import decide, input_for, pick_device, predict_probabilities
 
-LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss}
+LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss, "weighted": cross_entropy}
 AUGMENTS = {"none": Augment(flip_rotate=False, elastic=False, intensity=False),
             "flip": Augment(flip_rotate=True, elastic=False, intensity=False),
             "elastic": Augment(flip_rotate=True, elastic=True, intensity=True)}
 #: The settings a training keeps; ``--resume`` continues with the stored ones.
 DEFAULTS = dict(preset="default", base_width=None, augment="flip", loss="ce",
-                val_fraction=0.1, seed=0, crop=192, batch_size=4, lr=1e-3, weight_decay=1e-4)
+                val_fraction=0.1, seed=0, crop=192, batch_size=4, lr=1e-3, weight_decay=1e-4,
+                regions=None)
 DEFAULT_MINUTES = 10.0
 #: Validation scores at most this many pixels (a seeded random subset beyond it).
 MAX_VAL_PIXELS = 4_000_000
@@ -370,7 +378,8 @@ def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimize
     """Train ``model`` until ``budget`` is spent; return ``(steps done in all, why)``,
     ``why`` = ``"done"``, ``"interrupted"`` (Ctrl-C) or ``"diverged"`` (a nan loss).
 
-    Everything about the data is in ``next_batch() -> (images, masks)``; every step sets the
+    Everything about the data is in ``next_batch() -> (images, masks)`` or ``(images, masks,
+    weights)``, whose weights go to ``loss_fn(scores, masks, weights)``; every step sets the
     learning rate from the budget's position (:func:`cosine_lr`), runs the net, crops the
     masks to its output (valid padding), steps the optimiser and appends the loss to
     ``losses``; ``checkpoint(step)`` is called every ``checkpoint_every_s`` seconds.
@@ -407,13 +416,15 @@ def train_loop(model: torch.nn.Module, next_batch: Callable[[], tuple], optimize
             started = time.monotonic()
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(lr, fraction)
-            x, y = next_batch()
+            x, y, *w = next_batch()                 # w: [] or [N x H x W pixel weights]
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            w = [v.to(device, non_blocking=True) for v in w]
             with _autocast(device):
                 out = model(x)                                      # N x K x H' x W'
             if out.shape[-2:] != y.shape[-2:]:
                 y = center_crop(y, *out.shape[-2:])
-            loss = loss_fn(out.float(), y)
+                w = [center_crop(v, *out.shape[-2:]) for v in w]
+            loss = loss_fn(out.float(), y, *w)
             value = _mean_over_ranks(loss) if parallel else loss.detach()
             if not torch.isfinite(value):
                 why = "diverged"
@@ -461,13 +472,16 @@ def split(stems: list[str], fraction: float, seed: int) -> dict:
     return {"mode": "rows", "fraction": float(fraction)}
 
 
-def validate(model, parts: list[tuple], classes: int, device, seed: int = 0) -> dict:
+def validate(model, parts: list[tuple], classes: int, device, seed: int = 0,
+             regions: int | None = None) -> dict:
     """Scores on the validation ``parts`` (``(image, class indices, rows or None)``) and,
-    for 2 classes, the threshold with the lowest pixel error.
+    for 2 classes, the threshold with the lowest pixel error, or with ``regions`` (the class
+    index whose connected regions are the objects) the lowest mean Rand error.
 
     Returns ``pixel_error`` (at the chosen threshold), ``pixel_error_default`` (at 0.5, or
-    the arg-max), ``threshold`` (2 classes) and ``single_class`` (the prediction holds one
-    class everywhere while the truth holds several: a sign that training has not worked).
+    the arg-max), ``threshold`` and ``threshold_metric`` (2 classes), ``rand_error`` (with
+    ``regions``) and ``single_class`` (the prediction holds one class everywhere while the
+    truth holds several: a sign that training has not worked).
     """
     model.eval()
     probs, truths = [], []
@@ -484,11 +498,23 @@ def validate(model, parts: list[tuple], classes: int, device, seed: int = 0) -> 
     default = decide(p[:, None], 0.5 if classes == 2 else None)[0]
     result = {"pixel_error_default": float((default != t).mean())}
     chosen = default
-    if classes == 2:
+    if classes == 2 and regions is not None:
+        # the Rand error needs whole images: one sweep a part, averaged per threshold
+        sweeps = [threshold_sweep(q[1], u, thresholds=THRESHOLDS, regions=regions,
+                                  metrics=("pixel_error", "rand_error"))
+                  for q, u in zip(probs, truths)]
+        rand = np.mean([s["rand_error"] for s in sweeps], axis=0)
+        k = int(np.argmin(rand))                  # the lowest threshold on a tie
+        result.update(threshold=float(THRESHOLDS[k]), threshold_metric="rand_error",
+                      rand_error=float(rand[k]),
+                      pixel_error=float(np.mean([s["pixel_error"][k] for s in sweeps])))
+        chosen = decide(p[:, None], THRESHOLDS[k])[0]
+    elif classes == 2:
         sweep = threshold_sweep(p[1][None], t[None], thresholds=THRESHOLDS,
                                 metrics=("pixel_error",))
         best = sweep["best"]["pixel_error"]
         result["threshold"] = float(best)
+        result["threshold_metric"] = "pixel_error"
         result["pixel_error"] = float(sweep["pixel_error"][list(THRESHOLDS).index(best)])
         chosen = decide(p[:, None], best)[0]
     else:
@@ -524,7 +550,11 @@ def _check_options(minutes, steps, settings, checkpoint_minutes: float = 2.0) ->
     if settings["augment"] not in AUGMENTS:
         raise InputError(f"--augment {settings['augment']}: choose none, flip or elastic")
     if settings["loss"] not in LOSSES:
-        raise InputError(f"--loss {settings['loss']}: choose ce or dice_ce")
+        raise InputError(f"--loss {settings['loss']}: choose ce, dice_ce or weighted")
+    if settings["loss"] == "weighted" and settings["regions"] is None:
+        raise InputError("--loss weighted: weights the background between objects, so it "
+                         "needs --regions VALUE, the mask value of the objects (255 for the "
+                         "ISBI labels' cells)")
     for key in ("crop", "batch_size"):
         if settings[key] < 1:
             raise InputError(f"--{key.replace('_', '-')} {settings[key]}: must be at least 1")
@@ -551,8 +581,8 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
           preset: str | None = None, base_width: int | None = None, augment: str | None = None,
           loss: str | None = None, val_fraction: float | None = None, seed: int | None = None,
           crop: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          resume: bool = False, force: bool = False, checkpoint_minutes: float = 2.0,
-          device: str | None = None, progress: bool = True,
+          regions: int | None = None, resume: bool = False, force: bool = False,
+          checkpoint_minutes: float = 2.0, device: str | None = None, progress: bool = True,
           clock_start: float | None = None) -> int:
     """Train a model on the pairs in ``images`` and ``masks``, write it to ``out``; return the
     exit status (0; 130 when interrupted, after writing a checkpoint; 1 if the loss diverged).
@@ -573,7 +603,7 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
         return _train(images, masks, out, minutes=minutes, steps=steps, preset=preset,
                       base_width=base_width, augment=augment, loss=loss,
                       val_fraction=val_fraction, seed=seed, crop=crop, batch_size=batch_size,
-                      lr=lr, resume=resume, force=force,
+                      lr=lr, regions=regions, resume=resume, force=force,
                       checkpoint_minutes=checkpoint_minutes, device=device,
                       progress=progress, clock_start=clock_start)
     finally:
@@ -582,8 +612,8 @@ def train(images, masks, out, *, minutes: float | None = None, steps: int | None
 
 
 def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, loss,
-           val_fraction, seed, crop, batch_size, lr, resume, force, checkpoint_minutes,
-           device, progress, clock_start) -> int:
+           val_fraction, seed, crop, batch_size, lr, regions, resume, force,
+           checkpoint_minutes, device, progress, clock_start) -> int:
     clock_start = time.monotonic() if clock_start is None else clock_start
     out = Path(out)
     if minutes is not None and steps is not None:
@@ -613,7 +643,8 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
         raise InputError(f"{out}: is a folder; --out is the model file to write, e.g. "
                          "model.pt")
     given = dict(preset=preset, base_width=base_width, augment=augment, loss=loss,
-                 val_fraction=val_fraction, seed=seed, crop=crop, batch_size=batch_size, lr=lr)
+                 val_fraction=val_fraction, seed=seed, crop=crop, batch_size=batch_size, lr=lr,
+                 regions=regions)
     old_train = stored["train"] if stored else None
     settings = _settings(given, old_train["settings"] if old_train else None, out)
     _check_options(minutes, steps, settings, checkpoint_minutes)
@@ -645,6 +676,12 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
         raise InputError(f"{masks}: the masks hold the values {values}, but {out} was trained "
                          f"on {stored['class_values']}; resume with the same masks, or start "
                          "over with --force")
+    region_class = None                    # the class index of --regions, when given
+    if settings["regions"] is not None:
+        if len(values) != 2 or settings["regions"] not in values:
+            raise InputError(f"--regions {settings['regions']}: must be one of the masks' two "
+                             f"values, and they hold {values}")
+        region_class = values.index(settings["regions"])
     targets = {s: np.searchsorted(values, m).astype(np.int64) for s, m in mask_arrays.items()}
     val = split([s for s, _, _ in pairs], settings["val_fraction"], settings["seed"])
     if old_train and old_train["validation_split"] != val:
@@ -749,8 +786,11 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
                 "optimizer": optimizer_state(optimizer)}
         if len(values) == 2:
             file["threshold"] = float(info.get("threshold", 0.5))
-            file["threshold_from"] = ("lowest pixel error on the validation part"
-                                      if "threshold" in info else "default (not validated)")
+            file["threshold_from"] = (
+                "default (not validated)" if "threshold" not in info
+                else "lowest Rand error on the validation part"
+                if info.get("threshold_metric") == "rand_error"
+                else "lowest pixel error on the validation part")
         if info:
             file["validation"] = {k: v for k, v in info.items() if k != "single_class"}
         return file
@@ -765,7 +805,12 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
         x, y = crops.batch(rng, settings["batch_size"])
         if not first_batch:                # for the test hook: which crops this rank saw
             first_batch.append(hashlib.sha256(x.numpy().tobytes()).hexdigest())
-        return x, y
+        if settings["loss"] != "weighted":
+            return x, y
+        # the paper's weights, from each crop's own (augmented) mask: the objects are the
+        # connected regions of the --regions class
+        w = np.stack([weight_map(ndimage.label(m == region_class)[0]) for m in y.numpy()])
+        return x, y, torch.from_numpy(w)
 
     step, why = train_loop(
         net, next_batch, optimizer, LOSSES[settings["loss"]], budget, lr=settings["lr"],
@@ -792,7 +837,8 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
         return 0
     validation = {}
     if parts:
-        validation = validate(model, parts, len(values), device, settings["seed"])
+        validation = validate(model, parts, len(values), device, settings["seed"],
+                              regions=region_class)
         threshold_info.update(validation)
     save_model(out, contents(step, True, validation or None))
     if ranks.parallel:
@@ -803,6 +849,8 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
         at = (f" at threshold {validation['threshold']:g} (at 0.5: "
               f"{validation['pixel_error_default']:.4f})" if "threshold" in validation else "")
         line += f"; validation pixel error {validation['pixel_error']:.4f}{at}"
+        if "rand_error" in validation:
+            line += f", Rand error {validation['rand_error']:.4f} (threshold chosen by it)"
     say(line)
     if validation.get("single_class"):
         warn("the model predicts one class everywhere on the validation part; train longer "

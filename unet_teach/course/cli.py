@@ -240,7 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.images, args.masks, args.out, minutes=args.minutes, steps=args.steps,
         preset=args.preset, base_width=args.base_width, augment=args.augment, loss=args.loss,
         val_fraction=args.val_fraction, seed=args.seed, crop=args.crop,
-        batch_size=args.batch_size, lr=args.lr, resume=args.resume, force=args.force,
+        batch_size=args.batch_size, lr=args.lr, regions=args.regions, resume=args.resume,
+        force=args.force,
         checkpoint_minutes=args.checkpoint_minutes, device=args.device,
         progress=not args.quiet, clock_start=start))
 
@@ -353,8 +354,14 @@ def _add_app_commands(sub) -> None:
     tr.add_argument("--augment", choices=["none", "flip", "elastic"], help="none = random "
                     "crops only; flip = + the 8 flips/rotations (default); elastic = + "
                     "elastic deformation and intensity changes")
-    tr.add_argument("--loss", choices=["ce", "dice_ce"], help="ce = cross-entropy "
-                    "(default); dice_ce = Dice + cross-entropy, for small objects")
+    tr.add_argument("--loss", choices=["ce", "dice_ce", "weighted"], help="ce = "
+                    "cross-entropy (default); dice_ce = Dice + cross-entropy, for small "
+                    "objects; weighted = the U-Net paper's weight map on every crop, "
+                    "heaviest between two objects (needs --regions)")
+    tr.add_argument("--regions", type=int, metavar="VALUE", help="the mask value whose "
+                    "connected regions are the objects (255 for the ISBI labels' cells): "
+                    "the threshold is then chosen by the lowest Rand error on the "
+                    "validation part, not the pixel error")
     tr.add_argument("--val-fraction", type=float, metavar="F", help="held out to choose the "
                     "threshold: that share of the images (with 4 or more), else of every "
                     "image's rows; 0 = none (default: 0.1)")
