@@ -211,17 +211,16 @@ def markdown_table(header, rows, formats=None) -> str:
 
 # --------------------------------------------------------------------------- measured values
 
-def glue(name: str, value, display: bool = False):
+def glue(name: str, value, display: bool = False) -> None:
     """Record a measured value under ``name`` for the chapter's text, where the book's
     Markdown quotes it as ``{glue:text}`name:.3f```. In the book build this is myst-nb's
-    ``glue``; anywhere else (Colab, a plain Jupyter) the value is returned and, with
-    ``display=True``, shown.
+    ``glue``; anywhere else (Colab, a plain Jupyter) nothing is recorded and, with
+    ``display=True``, the value is printed. Returns ``None``, so that a cell ending in a
+    ``glue`` call shows no stray number on the page.
 
     Example:
-        >>> glue("dice_unet", 0.912)
-        0.912
-        >>> glue("share", np.float64(0.25))      # numpy scalars become Python numbers
-        0.25
+        >>> glue("dice_unet", 0.912)                 # shows nothing
+        >>> glue("share", np.float64(0.25))          # stored as the Python number 0.25
     """
     if isinstance(value, (np.generic, np.ndarray, torch.Tensor)) and np.ndim(value) == 0:
         # numpy 2 shows np.float64(0.5) as "np.float64(0.5)", which the book's number
@@ -235,7 +234,6 @@ def glue(name: str, value, display: bool = False):
     except ImportError:                       # outside the book: nothing to record into
         if display:
             print(f"{name} = {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- diagrams
