@@ -10,7 +10,8 @@
 # evaluate; then training gets --regions 255 (the threshold chosen by the validation Rand
 # error, as the scoring uses it). The budget defaults to 8 minutes (the target on a 2-core
 # CPU: pixel error and Rand error <= 0.075). Options after -- go to `unet-teach train`
-# (e.g. -- --augment elastic --loss weighted).
+# (e.g. -- --augment elastic --loss weighted). Prediction averages the 8 flips and rotations
+# (--tta); PREDICT_OPTIONS replaces that (PREDICT_OPTIONS= for a single pass).
 # KEEP=1 keeps the temporary folder (model, predictions, scores.csv, report/).
 # The command run is $UNET_TEACH_CMD, else .venv/bin/python -m unet_teach, else unet-teach.
 set -euo pipefail
@@ -71,7 +72,9 @@ t0=$(now)
 "${cmd[@]}" train "$train_images" "$train_labels" --out "$work/model.pt" "${budget[@]}" \
     --quiet ${isbi[@]+"${isbi[@]}"} "$@"
 t1=$(now)
-"${cmd[@]}" predict "$work/model.pt" "$eval_images" --out "$work/pred" --quiet
+read -r -a predict_options <<< "${PREDICT_OPTIONS---tta}"
+"${cmd[@]}" predict "$work/model.pt" "$eval_images" --out "$work/pred" --quiet \
+    ${predict_options[@]+"${predict_options[@]}"}
 t2=$(now)
 "${cmd[@]}" evaluate "$work/pred" "$eval_labels" --regions 255 --csv "$work/scores.csv" \
     --report "$work/report" --images "$eval_images" --quiet
@@ -79,5 +82,6 @@ t3=$(now)
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v budget="${budget[*]}" 'BEGIN {
     printf "\nbudget %s; wall time: train %.1f s, predict %.1f s, evaluate %.1f s\n",
            budget, b - a, c - b, d - c }'
+echo "predict options: ${predict_options[*]:-none}"
 tail -n 1 "$work/scores.csv" | awk -F, 'NR == 1 { printf "mean: pixel error %s, dice %s, " \
     "iou %s, rand error %s, vi split %s, vi merge %s\n", $2, $3, $4, $5, $6, $7 }'

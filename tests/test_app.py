@@ -524,4 +524,5 @@ def test_benchmark_script_passes_options_after_the_double_dash(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "64 px crops x 2" in done.stdout and "budget --steps 2" in done.stdout
     assert "threshold chosen by it" in done.stdout        # --regions 255 for the ISBI labels
+    assert "predict options: --tta" in done.stdout
     assert re.search(r"mean: pixel error [0-9.]+, .*rand error [0-9.]+", done.stdout)
