@@ -443,3 +443,46 @@ def test_separate_touching_matches_a_pixel_by_pixel_rule():
             assert len(np.unique(g[comps == c])) == 1
     with pytest.raises(ValueError, match="integer"):
         separate_touching(instances.astype(float))
+
+
+# ============================================================================ dark texture
+
+# synthetic_membranes(3, 64, seed=5) before the dark_texture keyword existed
+MASKS_SHA256 = "e11e69127c333925545780f1e66f18959c63dfa9ef22aac7994b77f3e8d9dd38"
+IMAGES_ROW10 = np.array([[0.5512865, 0.57446647, 0.4106424, 0.56777906, 0.55344355, 0.61295664],
+                         [0.6497987, 0.6992441, 0.8268117, 0.70593035, 0.71959805, 0.7136664],
+                         [0.70321476, 0.7938751, 0.8517664, 0.88579875, 0.7969571, 0.7546126]])
+IMAGES_SUM = 6808.988256874261
+
+
+def test_synthetic_membranes_default_is_unchanged_by_dark_texture():
+    # the numbers above come from the earlier version of unet_teach/data.py: the other
+    # chapters' data must not change
+    images, masks = synthetic_membranes(3, 64, seed=5)
+    assert hashlib.sha256(masks.tobytes()).hexdigest() == MASKS_SHA256
+    np.testing.assert_allclose(images[:, 10, :6], IMAGES_ROW10, atol=1e-6)
+    np.testing.assert_allclose(float(images.astype(np.float64).sum()), IMAGES_SUM, rtol=1e-9)
+    again = synthetic_membranes(3, 64, seed=5, dark_texture=0.0)
+    np.testing.assert_array_equal(again[0], images)
+
+
+def test_dark_texture_adds_thin_dark_stripes_labelled_interior():
+    plain, masks = synthetic_membranes(6, 96, seed=2)
+    striped, striped_masks = synthetic_membranes(6, 96, seed=2, dark_texture=0.5)
+    np.testing.assert_array_equal(striped_masks, masks)          # same cells, same labels
+    darker = plain - striped > 0.25                               # where stripes were drawn
+    assert 0.01 < darker.mean() < 0.2
+    assert (masks[darker] == 0).all()                             # stripes are interior...
+    away = np.stack([ndi.distance_transform_edt(m == 0) for m in masks])
+    assert away[darker].min() >= 2                                # ... and off the membrane
+    # nearly as dark as membrane (blur lightens a thin line), far darker than the interior
+    membrane, interior = striped[masks == 1].mean(), striped[masks == 0].mean()
+    assert striped[darker].mean() < membrane + 0.25 * (interior - membrane)
+    # thin like a membrane: no stripe pixel lies more than 2 px from the stripe's edge
+    assert max(ndi.distance_transform_edt(np.pad(d, 1)).max() for d in darker) <= 2
+    # several parallel stripes per striped cell: more dark pieces than striped cells
+    pieces = sum(ndi.label(d)[1] for d in darker)
+    cells = sum(len(np.unique(ndi.label(m == 0)[0][d])) for m, d in zip(masks, darker))
+    assert pieces > 2 * cells
+    with pytest.raises(ValueError, match="dark_texture"):
+        synthetic_membranes(2, 32, dark_texture=1.5)

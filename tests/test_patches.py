@@ -97,3 +97,33 @@ def test_clear_errors():
         extract_patches(IMAGE, 3, rows=[13], cols=[0])
     with pytest.raises(ValueError, match="extract_patches"):
         PatchClassifier(window=9, convs=((3, 4),), fc=(8,))(torch.zeros(1, 1, 8, 8))
+
+
+def test_pools_drops_the_pooling_of_the_later_stages_only():
+    torch.manual_seed(0)
+    net = PatchClassifier(window=33, convs=((3, 4),) * 3, fc=(8,), pools=1).eval()
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "Conv2d", "ReLU"]
+    assert net.feature_size == 11                       # 33 -> 31 -> 15 -> 13 -> 11, by hand
+    assert PatchClassifier(33, convs=((3, 4),) * 3, pools=3).feature_size == 2
+    assert PatchClassifier(9, convs=((3, 4),) * 3, pools=0).feature_size == 3
+    # the same computation written out with torch.nn.functional
+    x = torch.randn(5, 1, 33, 33)
+    c1, c2, c3 = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    y = F.max_pool2d(F.relu(F.conv2d(x, c1.weight, c1.bias)), 2)
+    y = F.relu(F.conv2d(F.relu(F.conv2d(y, c2.weight, c2.bias)), c3.weight, c3.bias))
+    with torch.no_grad():
+        expected = net.classifier(y)[:, :, None, None]
+        torch.testing.assert_close(net(x), expected)
+
+
+def test_pools_default_is_every_stage_with_the_same_weights():
+    a = PatchClassifier(window=25, convs=((4, 16), (4, 32)), fc=(64,))
+    b = PatchClassifier(window=25, convs=((4, 16), (4, 32)), fc=(64,), pools=2)
+    assert a.pools == b.pools == 2
+    assert {k: v.shape for k, v in a.state_dict().items()} == \
+        {k: v.shape for k, v in b.state_dict().items()}
+    with pytest.raises(ValueError, match="pools counts"):
+        PatchClassifier(window=25, convs=((4, 16), (4, 32)), pools=3)
+    with pytest.raises(ValueError, match="too small"):
+        PatchClassifier(window=9, convs=((3, 4),) * 3, pools=1)   # 9 -> 7 -> 3 -> 1

@@ -160,6 +160,9 @@ class PatchClassifier(nn.Module):
         fc: widths of the hidden fully connected layers.
         num_classes: outputs of the last layer.
         in_channels: image channels.
+        pools: how many stages, counted from the input, end in the 2x2 max-pool (default:
+            all). The others are conv -> ReLU only, so nets with the same convolutions can
+            differ in nothing but their pooling.
 
     Shapes: ``N x in_channels x window x window -> N x num_classes x 1 x 1``.
 
@@ -169,21 +172,32 @@ class PatchClassifier(nn.Module):
         torch.Size([8, 2, 1, 1])
         >>> net.feature_size       # 25 -conv4-> 22 -pool-> 11 -conv4-> 8 -pool-> 4
         4
+        >>> PatchClassifier(window=25, convs=((4, 16), (4, 32)), pools=1).feature_size
+        8
     """
 
     def __init__(self, window: int = 95, convs=((4, 48), (5, 48), (4, 48), (4, 48)),
-                 fc=(200,), num_classes: int = 2, in_channels: int = 1):
+                 fc=(200,), num_classes: int = 2, in_channels: int = 1,
+                 pools: int | None = None):
         super().__init__()
         self.window = _check_window(window)
         self.in_channels, self.num_classes = in_channels, num_classes
+        pools = len(convs) if pools is None else pools
+        if not (isinstance(pools, (int, np.integer)) and 0 <= pools <= len(convs)):
+            raise ValueError(f"pools counts the stages that end in a max-pool: 0 to "
+                             f"{len(convs)} for {len(convs)} stages, got {pools!r}")
+        self.pools = int(pools)
         layers: list[nn.Module] = []
         size, ch = window, in_channels
-        for kernel, out in convs:
+        for i, (kernel, out) in enumerate(convs):
             if size - kernel + 1 < 2:
                 raise ValueError(f"window {window} is too small for these stages: a {kernel}x{kernel} "
                                  f"conv meets a {size}x{size} map; use a larger window or fewer stages")
-            layers += [nn.Conv2d(ch, out, kernel), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            size, ch = (size - kernel + 1) // 2, out
+            layers += [nn.Conv2d(ch, out, kernel), nn.ReLU(inplace=True)]
+            size, ch = size - kernel + 1, out
+            if i < pools:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
         self.features = nn.Sequential(*layers)
         self.feature_size, self.feature_channels = size, ch
         dims = [ch * size * size, *fc]
