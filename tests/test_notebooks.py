@@ -41,3 +41,33 @@ def test_chapter_installs_itself_in_colab(path):
 def test_pyproject_points_at_the_same_repository():
     text = (ROOT / "pyproject.toml").read_text()
     assert f'Homepage = "{repository_url()}"' in text
+
+
+HIDDEN = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_visible_code_fits_the_page(path):
+    # the book sets code small enough for 88 characters (_static/code.css); longer lines
+    # scroll sideways, and a reader misses their end
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    long = [(i, len(line)) for i, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
+            and not HIDDEN & set(cell.get("metadata", {}).get("tags", []))
+            for line in "".join(cell["source"]).splitlines() if len(line) > 88]
+    assert not long, f"{path.name}: (cell, length) of visible lines over 88 characters: {long}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_prose_is_written_not_generated(path):
+    # measured values reach the text through glue; code may caption a table it builds, but
+    # it never writes the chapter's sentences, and never chooses between them
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        if "Markdown(" not in source:
+            continue
+        assert "markdown_table(" in source, f"{path.name} cell {i}: Markdown without a table"
+        assert " if " not in source.split("Markdown(", 1)[1].split("markdown_table(")[0], (
+            f"{path.name} cell {i}: a caption chosen by an if")

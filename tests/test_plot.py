@@ -289,6 +289,26 @@ def test_draw_unet_shows_the_sizes_the_model_computes():
         draw_unet(preset("paper"), 570)
 
 
+def test_draw_unet_follows_a_trained_batch_norm_net_without_changing_it():
+    # batch norm keeps running statistics on the CPU: the meta-device pass must not mix
+    # devices, nor update those statistics
+    import matplotlib
+    import torch
+    matplotlib.use("Agg")
+    from unet_teach.models import UNet
+    from unet_teach.plot import draw_unet
+
+    net = UNet(1, 2, depth=3, base_width=4, padding="same", norm="batch")
+    net(torch.rand(2, 1, 32, 32))                           # running stats move off 0/1
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    for mode in (net.train, net.eval):
+        mode()
+        ax = draw_unet(net, 48)
+        assert "48² out" in ax.get_title()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.device.type == "cpu" for p in net.parameters())
+
+
 def test_glue_without_the_book_build_stack(monkeypatch, capsys):
     # myst-nb installed but its glue's own imports (docutils) missing, as on the GPU check's
     # machine: the value comes back instead of the chapter failing

@@ -775,9 +775,14 @@ def _unet_maps(net, size: int) -> dict:
         for k, conv in enumerate(convs(up.conv)):
             hooks.append(conv.register_forward_hook(keep(("dec", level, k))))
     hooks.append(net.head.register_forward_hook(keep(("head",))))
+    # Parameters and buffers are swapped for meta tensors for this one call, so a net whose
+    # weights live on the CPU or a GPU (batch-norm running statistics included) is
+    # followed without computing anything and without changing it.
+    meta = {name: torch.empty_like(t, device="meta")
+            for name, t in [*net.named_parameters(), *net.named_buffers()]}
     try:
-        with torch.device("meta"):
-            net(torch.zeros(1, net.in_channels, size, size))
+        torch.func.functional_call(
+            net, meta, (torch.zeros(1, net.in_channels, size, size, device="meta"),))
     finally:
         for h in hooks:
             h.remove()
