@@ -265,6 +265,29 @@ def test_resume_adds_steps(trained, tmp_path, capsys):
     assert rc == 2 and "--preset default" in err and len(err.strip().splitlines()) == 1
 
 
+def test_bf16_training_saves_the_standard_layout_and_resumes_in_fp32(trained, tmp_path,
+                                                                      capsys):
+    # --precision is a compute choice: a bf16 (channels-last) training writes the same
+    # file as an fp32 one, and resuming it in another precision continues it
+    _, img_dir, mask_dir, _, _ = trained
+    model = tmp_path / "m.pt"
+    rc, out, _ = run(capsys, "train", img_dir, mask_dir, "--out", model, "--steps", 4,
+                     "--precision", "bf16", *FAST)
+    assert rc == 0 and "bf16 autocast" in out
+    state = load(model)
+    assert all(v.is_contiguous() for v in state["model"].values())
+    assert all(np.isfinite(state["train"]["loss"]))
+    rc, out, _ = run(capsys, "train", img_dir, mask_dir, "--out", model, "--resume",
+                     "--steps", 7, "--precision", "fp32", "--quiet")
+    assert rc == 0 and ", fp32" in out and load(model)["train"]["step"] == 7
+    assert app_train.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    from unet_teach.bench import cpu_bf16_support
+    expected = "bf16" if cpu_bf16_support() == "AMX" else "fp32"
+    assert app_train.resolve_precision("auto", torch.device("cpu")) == expected
+    with pytest.raises(app_train.InputError, match="choose auto, fp32 or bf16"):
+        app_train.resolve_precision("fp16", torch.device("cpu"))
+
+
 def test_interrupted_training_resumes_from_its_checkpoint(trained, tmp_path, capsys,
                                                           monkeypatch):
     _, img_dir, mask_dir, _, _ = trained
@@ -493,7 +516,48 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
                                             metrics=("rand_error",))["rand_error"]
                     for p, t in zip(probs, truths)], axis=0)
     assert state["threshold"] == pytest.approx(thresholds[int(np.argmin(rand))])
-    assert state["validation"]["rand_error"] == pytest.approx(rand.min(), abs=1e-6)
+    assert state["validation"]["rand_error_unsplit"] == pytest.approx(rand.min(), abs=1e-6)
+    # predict cuts touching cells apart from cores above SPLIT_LEVEL; the validation
+    # Rand error with the cut is the one recomputed from the probabilities
+    from unet_teach.infer import split_regions
+    cut = 1 - state["threshold"]                     # the cells (0) are P(255) <= threshold
+    level = app_train.SPLIT_LEVEL
+    assert state["split"] == {"region_class": 0, "seed_level": level}
+    assert state["validation"]["rand_error"] == pytest.approx(np.mean([metrics.rand_error(
+        np.where(split_regions(1 - p, cut, max(level, cut)), 0, 1), t)
+        for p, t in zip(probs, truths)]), abs=1e-6)
+    plain = tmp_path / "plain"
+    assert run(capsys, "predict", model, img_dir, "--out", plain, "--quiet",
+               "--no-split")[0] == 0
+    for s, p in zip(stems, probs):
+        cells = split_regions(1 - p, cut, max(level, cut))
+        np.testing.assert_array_equal(np.asarray(Image.open(pred / f"{s}.png")),
+                                      np.where(cells, 0, 255))
+        np.testing.assert_array_equal(np.asarray(Image.open(plain / f"{s}.png")),
+                                      np.where(p > state["threshold"], 255, 0))
+
+
+def test_split_regions_cuts_a_gap_and_keeps_the_rest():
+    from scipy import ndimage
+    from unet_teach.infer import split_regions
+    prob = np.full((9, 20), 0.95)
+    prob[:, 9:11] = 0.05                          # a 2 px membrane between two cells ...
+    prob[4, 9:11] = 0.6                           # ... with a gap the threshold lets through
+    prob[:, 18:] = 0.55                           # a faint region with no confident core
+    prob[:, 17] = 0.05
+    plain = prob > 0.5
+    assert ndimage.label(plain)[1] == 2           # the two cells merged, the faint one apart
+    cut = split_regions(prob, 0.5, 0.9)
+    assert ndimage.label(cut)[1] == 3             # the merge undone
+    assert (plain & ~cut).sum() <= 2              # by a line through the gap only
+    assert not (cut & ~plain).any()               # never a pixel added
+    np.testing.assert_array_equal(cut[:, 18:], plain[:, 18:])      # no core: unchanged
+    one = np.full((6, 6), 0.95)
+    np.testing.assert_array_equal(split_regions(one, 0.5, 0.9), one > 0.5)
+    with pytest.raises(ValueError, match="at least the threshold"):
+        split_regions(prob, 0.5, 0.4)
+    with pytest.raises(ValueError, match="H x W"):
+        split_regions(prob[None], 0.5, 0.9)
 
 
 @pytest.mark.parametrize("options, named", [
@@ -526,3 +590,22 @@ def test_benchmark_script_passes_options_after_the_double_dash(tmp_path):
     assert "threshold chosen by it" in done.stdout        # --regions 255 for the ISBI labels
     assert "predict options: --tta" in done.stdout
     assert re.search(r"mean: pixel error [0-9.]+, .*rand error [0-9.]+", done.stdout)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_precomputed_weights_move_exactly_with_the_mask(padding):
+    # a weight map equal to the mask (as floats) must come out of every crop, flip and turn
+    # equal to the mask crop: the weights are cut from the output window, not the input's
+    from unet_teach.app.train import AUGMENTS, RandomCrops, crop_sizes
+    from unet_teach.models import UNet
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 2, (70, 90)), rng.integers(0, 2, (64, 64))]
+    images = [rng.random((1, *m.shape), dtype=np.float32) for m in masks]
+    size, out = crop_sizes(UNet(1, 2, depth=2, base_width=2, padding=padding), 40)
+    crops = RandomCrops(images, masks, size, out, AUGMENTS["flip"],
+                        weights=[m.astype(np.float32) * 7 + 1 for m in masks])
+    x, y, w = crops.batch(np.random.default_rng(1), 16)
+    assert x.shape == (16, 1, size, size) and y.shape == w.shape == (16, out, out)
+    np.testing.assert_array_equal(w.numpy(), y.numpy() * 7 + 1)
+    with pytest.raises(ValueError, match="per crop"):
+        RandomCrops(images, masks, size, out, AUGMENTS["elastic"], weights=masks)

@@ -228,3 +228,49 @@ def _smallest_valid(model: nn.Module, at_least: int = 1) -> int:
     if output_size(at_least, model.depth, model.padding) is not None:
         return at_least
     return nearest_valid_sizes(at_least, model.depth, model.padding)[1]
+
+
+def split_regions(prob, threshold: float, seed_level: float) -> np.ndarray:
+    """The region pixels ``prob > threshold``, cut apart where two regions meet only
+    through a weak spot of the boundary between them.
+
+    Thresholding alone merges two cells whenever the membrane between them has one gap
+    (a single pixel above the threshold joins them), and a merge costs far more Rand
+    error than a pixel. The cure: start one region from every confident core
+    (``prob > seed_level``, above ``threshold``), let them grow over ``-prob`` (a
+    watershed: down from the most certain pixels), and where two growing regions meet,
+    draw a 1 px line of background. Regions whose cores are separate stay separate, even
+    through a gap; a region with one core is unchanged.
+
+    Args:
+        prob: ``H x W`` probability of the region class.
+        threshold: region pixels are ``prob > threshold``.
+        seed_level: cores are the connected parts of ``prob > seed_level``.
+
+    Returns:
+        ``H x W`` bool, True on region pixels.
+
+    Example:
+        >>> p = np.full((5, 9), 0.9); p[:, 4] = 0.1; p[2, 4] = 0.6   # a gap at (2, 4)
+        >>> int((p > 0.5).sum()), int(split_regions(p, 0.5, 0.8).sum())
+        (41, 40)
+    """
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
+    prob = np.asarray(prob, dtype=np.float64)
+    if prob.ndim != 2:
+        raise ValueError(f"prob: expected H x W, got shape {prob.shape}")
+    if not threshold <= seed_level < 1:
+        raise ValueError(f"seed_level {seed_level}: must be at least the threshold "
+                         f"({threshold}) and below 1")
+    inside = prob > threshold
+    cores, _ = ndimage.label(prob > seed_level)
+    basins = watershed(-prob, cores, mask=inside, watershed_line=True)
+    # basins == 0 inside: the lines, and regions without any core (no watershed reaches
+    # them); those regions stay as the threshold made them
+    parts, n = ndimage.label(inside)
+    has_core = np.zeros(n + 1, bool)
+    has_core[np.unique(parts[cores > 0])] = True
+    has_core[0] = False
+    return inside & ((basins > 0) | ~has_core[parts])

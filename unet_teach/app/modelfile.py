@@ -116,7 +116,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def weights(model: torch.nn.Module) -> dict:
     """The ``model`` entry of a model file: the unwrapped net's state, on the CPU."""
-    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    # contiguous: a net trained channels-last (bf16) is saved in the one standard layout
+    return {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict:

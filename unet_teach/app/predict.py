@@ -10,8 +10,10 @@ For each input image, in order:
    net sees zeros past a tile's edge, so the pixels near it are dropped); with ``tta``,
    averaged over the 8 flips and quarter turns (:data:`unet_teach.augment.DIHEDRAL`);
 3. decide each pixel's class - for 2 classes, class 1 where its probability is above the
-   threshold (the model's, chosen on its validation images, unless one is given); for more,
-   the most probable class - and write it in the training masks' own values
+   threshold (the model's, chosen on its validation images, unless one is given), and for a
+   model trained with ``--regions`` that chose it on validation, the regions cut apart where
+   they touch only through a weak spot (:func:`unet_teach.infer.split_regions`); for more
+   classes, the most probable class - and write it in the training masks' own values
    (``class_values``: a model trained on 0/255 masks writes 0/255) as ``OUT/<stem>.png``;
 4. write the probabilities as float32 ``OUT/<stem>_prob.tif``: for 2 classes the
    probability of class 1 (the larger mask value), ``H x W``; for K > 2 classes all K maps,
@@ -30,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..augment import DIHEDRAL, flip_rotate, invert_flip_rotate
-from ..infer import predict_tiled
+from ..infer import predict_tiled, split_regions
 from ..models import output_size
 from ..profile import default_device
 from .images import (COLOR_NOTES, IMAGE_SUFFIXES, PROB_SUFFIX, InputError, check_outputs,
@@ -127,17 +129,35 @@ def predict_probabilities(model, image: np.ndarray, tta: bool = False,
     return (total / len(DIHEDRAL)).astype(np.float32)
 
 
-def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+def decide(probs: np.ndarray, threshold: float | None,
+           split: tuple[int, float] | None = None) -> np.ndarray:
     """Class indices ``H x W`` from ``K x H x W`` probabilities: for two classes class 1
     where its probability is above ``threshold``, else the most probable class.
+
+    ``split = (region class, seed level)`` (two classes and a threshold): then the region
+    class's connected regions are also cut apart where they touch only through a weak
+    spot (:func:`unet_teach.infer.split_regions`, cores above the seed level).
 
     Example:
         >>> decide(np.array([[[0.6, 0.3]], [[0.4, 0.7]]]), 0.35).tolist()
         [[1, 1]]
     """
     if probs.shape[0] == 2 and threshold is not None:
-        return (probs[1] > threshold).astype(np.int64)
+        if split is None:
+            return (probs[1] > threshold).astype(np.int64)
+        region, level = split
+        # the region class's own probability, and the cut that gives the same pixels
+        p, cut = (probs[1], threshold) if region == 1 else (1 - probs[1], 1 - threshold)
+        inside = split_regions(p, cut, max(level, cut))
+        return np.where(inside, region, 1 - region).astype(np.int64)
     return probs.argmax(axis=0).astype(np.int64)
+
+
+def split_of(state: dict) -> tuple[int, float] | None:
+    """``(region class, seed level)`` of a model file that chose to split regions on its
+    validation part (``train --regions``), else None."""
+    chosen = state.get("split")
+    return (int(chosen["region_class"]), float(chosen["seed_level"])) if chosen else None
 
 
 def _inputs(inputs) -> dict[str, Path]:
@@ -162,11 +182,14 @@ def _inputs(inputs) -> dict[str, Path]:
 
 
 def predict(model_path, inputs, out, *, tta: bool = False, threshold: float | None = None,
-            force: bool = False, device: str | None = None, progress: bool = True) -> int:
+            force: bool = False, device: str | None = None, progress: bool = True,
+            split: bool = True) -> int:
     """Segment ``inputs`` (files and folders) into ``out``; return the exit status.
 
     Writes ``out/<stem>.png`` (labels in the training masks' values) and
-    ``out/<stem>_prob.tif`` for every input; see the module's description.
+    ``out/<stem>_prob.tif`` for every input; see the module's description. ``split=False``
+    leaves out the cutting of touching regions that a model trained with ``--regions`` may
+    have chosen (``--no-split``).
     """
     model, state = load_model(model_path)
     values = np.asarray(state["class_values"], dtype=np.int64)
@@ -216,7 +239,7 @@ def predict(model_path, inputs, out, *, tta: bool = False, threshold: float | No
         if image is None:
             image, _ = load_image(file, channels, state["normalization"])
         probs = predict_probabilities(model, image, tta=tta, device=device)
-        labels = values[decide(probs, cut)]
+        labels = values[decide(probs, cut, split_of(state) if split else None)]
         png, tif = targets[stem]
         write_mask(png, labels)
         write_tiff(tif, probs[1] if k == 2 else probs)
@@ -229,6 +252,10 @@ def predict(model_path, inputs, out, *, tta: bool = False, threshold: float | No
               file=sys.stderr)
     how = (f"class {values[1]} where its probability > {cut:g}" if k == 2
            else "the most probable class")
+    if k == 2 and split and split_of(state):
+        region, level = split_of(state)
+        how += (f"; regions of {values[region]} cut apart where they touch through a weak "
+                f"spot (cores above {level:g})")
     print(f"wrote {len(files)} prediction(s) to {out}: <name>.png ({how}), "
           f"<name>{PROB_SUFFIX}.tif (probabilities){', test-time augmented' if tta else ''}")
     return 0

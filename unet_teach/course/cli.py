@@ -243,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, regions=args.regions, resume=args.resume,
         force=args.force,
         checkpoint_minutes=args.checkpoint_minutes, device=args.device,
-        progress=not args.quiet, clock_start=start))
+        progress=not args.quiet, clock_start=start, precision=args.precision))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -252,7 +252,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     return _app(lambda: predict(args.model, args.inputs, args.out, tta=args.tta,
                                 threshold=args.threshold, force=args.force,
-                                device=args.device, progress=not args.quiet))
+                                device=args.device, progress=not args.quiet,
+                                split=not args.no_split))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -355,13 +356,14 @@ def _add_app_commands(sub) -> None:
                     "crops only; flip = + the 8 flips/rotations (default); elastic = + "
                     "elastic deformation and intensity changes")
     tr.add_argument("--loss", choices=["ce", "dice_ce", "weighted"], help="ce = "
-                    "cross-entropy (default); dice_ce = Dice + cross-entropy, for small "
-                    "objects; weighted = the U-Net paper's weight map on every crop, "
-                    "heaviest between two objects (needs --regions)")
+                    "cross-entropy; dice_ce = Dice + cross-entropy, for small objects; "
+                    "weighted = the U-Net paper's weight map, heaviest between two objects "
+                    "(needs --regions) (default: weighted with --regions, else ce)")
     tr.add_argument("--regions", type=int, metavar="VALUE", help="the mask value whose "
                     "connected regions are the objects (255 for the ISBI labels' cells): "
                     "the threshold is then chosen by the lowest Rand error on the "
-                    "validation part, not the pixel error")
+                    "validation part, not the pixel error, and predict cuts touching "
+                    "regions apart at weak spots")
     tr.add_argument("--val-fraction", type=float, metavar="F", help="held out to choose the "
                     "threshold: that share of the images (with 4 or more), else of every "
                     "image's rows; 0 = none (default: 0.1)")
@@ -379,6 +381,10 @@ def _add_app_commands(sub) -> None:
                     help="write --out this often while training (default: %(default)s)")
     tr.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: $UNET_TEACH_DEVICE, "
                     "else CUDA when present)")
+    tr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto = bf16 autocast where the hardware computes bf16 natively "
+                    "(recent NVIDIA GPUs; CPUs with AMX, about twice as fast there), else "
+                    "fp32 (default: auto)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
 
@@ -391,6 +397,9 @@ def _add_app_commands(sub) -> None:
     pr.add_argument("--out", required=True, metavar="DIR", help="folder for the predictions")
     pr.add_argument("--tta", action="store_true", help="average over the 8 flips and "
                     "rotations (8 times slower, a little better)")
+    pr.add_argument("--no-split", action="store_true", help="a model trained with "
+                    "--regions: do not cut touching regions apart at weak spots (the plain "
+                    "threshold)")
     pr.add_argument("--threshold", type=float, metavar="T", help="2 classes: the larger value "
                     "where its probability > T (default: the model's, chosen on its "
                     "validation images)")
