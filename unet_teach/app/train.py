@@ -36,8 +36,10 @@ What happens, in order:
    and split by a spurious line; stored in the file. With ``regions``, ``predict`` also
    cuts the regions apart where they touch only through a weak spot
    (:func:`unet_teach.infer.split_regions`, a seeded watershed from the pixels the net
-   gives the region more than ``SPLIT_LEVEL``); the validation Rand error is reported with
-   and without it.
+   gives the region more than ``SPLIT_LEVEL``), and the threshold is chosen for that
+   output: the lowest validation Rand error among the thresholds whose pixel error is
+   within ``PIXEL_SLACK`` (10 %) of the lowest. The Rand error without the cut is
+   reported too.
 
 **Past one machine: data-parallel training.** The same command runs in several processes
 when ``torchrun`` starts it, one process a GPU (or, without GPUs, a few CPU processes)::
@@ -104,6 +106,9 @@ from .predict import decide, input_for, pick_device, predict_probabilities
 #: With ``regions``: touching regions are cut apart between cores where the net gives the
 #: region class more than this probability (``split_regions``; at least the threshold).
 SPLIT_LEVEL = 0.5
+#: With ``regions``: the threshold has the lowest validation Rand error among those whose
+#: validation pixel error is at most this factor above the lowest.
+PIXEL_SLACK = 1.1
 LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss, "weighted": cross_entropy}
 AUGMENTS = {"none": Augment(flip_rotate=False, elastic=False, intensity=False),
             "flip": Augment(flip_rotate=True, elastic=False, intensity=False),
@@ -562,25 +567,31 @@ def validate(model, parts: list[tuple], classes: int, device, seed: int = 0,
     result = {"pixel_error_default": float((default != t).mean())}
     chosen = default
     if classes == 2 and regions is not None:
-        # the Rand error needs whole images: one sweep a part, averaged per threshold
-        sweeps = [threshold_sweep(q[1], u, thresholds=THRESHOLDS, regions=regions,
-                                  metrics=("pixel_error", "rand_error"))
-                  for q, u in zip(probs, truths)]
-        rand = np.mean([s["rand_error"] for s in sweeps], axis=0)
-        k = int(np.argmin(rand))                  # the lowest threshold on a tie
+        # What predict writes, scored on whole validation images at every threshold: the
+        # regions above it, cut apart where they touch only through a weak spot
+        # (split_regions, from cores above SPLIT_LEVEL). The cut is not tuned here: a
+        # merge is a rare event, and a few validation images often hold none to learn
+        # from. Once gaps no longer merge cells, a lower threshold (thinner boundaries)
+        # keeps lowering the Rand error while the pixel error rises, so the threshold is
+        # the one with the lowest Rand error among those whose pixel error is within
+        # PIXEL_SLACK of the lowest: objects first, without giving up the pixels.
+        pixel, rand = [], []
+        for threshold in THRESHOLDS:
+            labels = [decide(q, threshold, (regions, SPLIT_LEVEL)) for q in probs]
+            pixel.append(sum(int((a != u).sum()) for a, u in zip(labels, truths))
+                         / sum(u.size for u in truths))
+            rand.append(float(np.mean([rand_error(a, u, regions=regions)
+                                       for a, u in zip(labels, truths)])))
+        pixel, rand = np.array(pixel), np.array(rand)
+        allowed = pixel <= PIXEL_SLACK * pixel.min()
+        k = int(np.argmin(np.where(allowed, rand, np.inf)))   # the lowest on a tie
+        plain = [decide(q, THRESHOLDS[k]) for q in probs]
         result.update(threshold=float(THRESHOLDS[k]), threshold_metric="rand_error",
-                      rand_error=float(rand[k]),
-                      pixel_error=float(np.mean([s["pixel_error"][k] for s in sweeps])))
+                      rand_error=float(rand[k]), pixel_error=float(pixel[k]),
+                      split_level=SPLIT_LEVEL,
+                      rand_error_unsplit=float(np.mean([rand_error(a, u, regions=regions)
+                                                        for a, u in zip(plain, truths)])))
         chosen = decide(p[:, None], THRESHOLDS[k])[0]
-        # Then the regions are cut apart where they touch only through a weak spot
-        # (split_regions), from cores the net is sure of. Not tuned here: a merge is a rare
-        # event, and a few validation images often hold none to learn a level from (on the
-        # ISBI slices, two validation slices preferred no cutting, while the test slices
-        # lost a third of their Rand error to it). Both errors are reported.
-        labels = [decide(q, THRESHOLDS[k], (regions, SPLIT_LEVEL)) for q in probs]
-        result.update(rand_error_unsplit=float(rand[k]), split_level=SPLIT_LEVEL,
-                      rand_error=float(np.mean([rand_error(a, u, regions=regions)
-                                                for a, u in zip(labels, truths)])))
     elif classes == 2:
         sweep = threshold_sweep(p[1][None], t[None], thresholds=THRESHOLDS,
                                 metrics=("pixel_error",))
@@ -823,7 +834,11 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
                     clock_start=clock_start,
                     elapsed_before=float(old_train["elapsed_s"]) if old_train else 0.0,
                     # writing the file: about 100 MB/s, three times the weights (AdamW)
-                    reserve_s=0.25 + 3 * 4 * n_params / 100e6,
+                    reserve_s=0.25 + 3 * 4 * n_params / 100e6
+                    # with --regions, a cut (watershed) and a Rand error a threshold and
+                    # validation image: about 0.1 s per 512 x 512 pixels on a laptop CPU
+                    + (len(THRESHOLDS) * val_pixels * 0.1 / 512**2
+                       if region_class is not None else 0.0),
                     # a forward pass is about a third of a training step; predicting the
                     # validation images whole costs about 2 / 3 of a step per crop's pixels
                     reserve_steps=0.7 * val_pixels / (settings["batch_size"] * size * size))
