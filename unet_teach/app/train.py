@@ -956,11 +956,10 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
               f"{validation['pixel_error_default']:.4f})" if "threshold" in validation else "")
         line += f"; validation pixel error {validation['pixel_error']:.4f}{at}"
         if "rand_error" in validation:
-            line += (f", Rand error {validation['rand_error_unsplit']:.4f} (threshold chosen "
-                     "by it); ")
-            line += (f"regions cut apart at weak spots (cores above "
-                     f"{validation['split_level']:g}; predict --no-split does not): Rand "
-                     f"error {validation['rand_error']:.4f}")
+            line += (f", Rand error {validation['rand_error']:.4f} with the regions cut apart "
+                     f"at weak spots (cores above {validation['split_level']:g}), "
+                     f"{validation['rand_error_unsplit']:.4f} without (predict --no-split); "
+                     "threshold: the lowest Rand error within 10 % of the lowest pixel error")
     say(line)
     if validation.get("single_class"):
         warn("the model predicts one class everywhere on the validation part; train longer "
