@@ -500,7 +500,9 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
                        "--regions", 0, "--loss", "weighted", *FAST)
     assert rc == 0, err
     state = load(model)
-    assert state["threshold_from"] == "lowest Rand error on the validation part"
+    assert state["threshold_from"] == ("lowest Rand error on the validation part, regions "
+                                       "cut at weak spots, pixel error within 10% of its "
+                                       "lowest")
     assert state["validation"]["threshold_metric"] == "rand_error"
     assert "Rand error" in out and state["train"]["settings"]["loss"] == "weighted"
     # the stored threshold is the lowest mean Rand error of the validation images' sweep,

@@ -890,7 +890,8 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
             file["threshold"] = float(info.get("threshold", 0.5))
             file["threshold_from"] = (
                 "default (not validated)" if "threshold" not in info
-                else "lowest Rand error on the validation part"
+                else f"lowest Rand error on the validation part, regions cut at weak "
+                     f"spots, pixel error within {PIXEL_SLACK - 1:.0%} of its lowest"
                 if info.get("threshold_metric") == "rand_error"
                 else "lowest pixel error on the validation part")
             if info.get("split_level") is not None:
@@ -959,7 +960,8 @@ def _train(images, masks, out, *, minutes, steps, preset, base_width, augment, l
             line += (f", Rand error {validation['rand_error']:.4f} with the regions cut apart "
                      f"at weak spots (cores above {validation['split_level']:g}), "
                      f"{validation['rand_error_unsplit']:.4f} without (predict --no-split); "
-                     "threshold: the lowest Rand error within 10 % of the lowest pixel error")
+                     f"threshold: the lowest Rand error within {PIXEL_SLACK - 1:.0%} of the "
+                     "lowest pixel error")
     say(line)
     if validation.get("single_class"):
         warn("the model predicts one class everywhere on the validation part; train longer "
