@@ -501,7 +501,7 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
     assert rc == 0, err
     state = load(model)
     assert state["threshold_from"] == ("lowest Rand error on the validation part, regions "
-                                       "cut at weak spots, pixel error within 10% of its "
+                                       "cut at weak spots, pixel error within 2% of its "
                                        "lowest")
     assert state["validation"]["threshold_metric"] == "rand_error"
     assert "Rand error" in out and state["train"]["settings"]["loss"] == "weighted"
@@ -515,7 +515,7 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
               for s in stems]
     # recomputed here from the probabilities `predict` writes: at every threshold, the
     # cells cut apart at weak spots (cores above SPLIT_LEVEL), as predict writes them;
-    # the threshold is the lowest Rand error among those within 10 % of the lowest pixel
+    # the threshold is the lowest Rand error among those within 2 % of the lowest pixel
     # error
     from unet_teach.infer import split_regions
     level = app_train.SPLIT_LEVEL
@@ -524,7 +524,7 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
         cut = 1 - threshold
         return np.where(split_regions(1 - p, cut, max(level, cut)), 0, 1)
 
-    thresholds = np.round(np.arange(0.02, 0.99, 0.02), 2)
+    thresholds = np.round(np.arange(0.01, 0.99, 0.01), 2)
     pixel, rand = [], []
     for threshold in thresholds:
         labels = [cut_labels(p, threshold) for p in probs]
@@ -532,7 +532,7 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
                      / sum(t.size for t in truths))
         rand.append(np.mean([metrics.rand_error(a, t) for a, t in zip(labels, truths)]))
     pixel, rand = np.array(pixel), np.array(rand)
-    k = int(np.argmin(np.where(pixel <= 1.1 * pixel.min(), rand, np.inf)))
+    k = int(np.argmin(np.where(pixel <= 1.02 * pixel.min(), rand, np.inf)))
     assert state["threshold"] == pytest.approx(thresholds[k])
     assert state["validation"]["rand_error"] == pytest.approx(rand[k], abs=1e-6)
     assert state["validation"]["pixel_error"] == pytest.approx(pixel[k], abs=1e-9)
