@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import DataLoader
 
+from unet_teach import augment
 from unet_teach.augment import (DIHEDRAL, Augment, AugmentedDataset, contrast,
                                 displacement_field, elastic, elastic_torch, flip_rotate, gamma,
                                 gaussian_noise, interpolate_lattice, invert_flip_rotate,
@@ -91,10 +92,10 @@ def test_deformed_image_and_mask_stay_aligned(seed):
 # ---------------------------------------------------------------------- displacement field
 
 @pytest.mark.parametrize("grid", [2, 3, 5])
-def test_field_equals_the_drawn_vectors_at_the_lattice_points(grid):
+def test_squeezed_field_equals_the_drawn_vectors_at_the_lattice_points(grid):
     shape = (65, 81)                                 # 64 and 80 divide by grid - 1
-    field = displacement_field(shape, sigma=10.0, grid=grid, rng=7)
     drawn = lattice_displacements(grid, 10.0, rng=7)             # 2 x grid x grid
+    field = interpolate_lattice(drawn, shape)
     ys, xs = lattice_points(shape, grid).astype(int)
     np.testing.assert_allclose(field[:, ys, xs], drawn, atol=1e-9)
     # corners included
@@ -103,11 +104,47 @@ def test_field_equals_the_drawn_vectors_at_the_lattice_points(grid):
                                    atol=1e-9)
 
 
+@pytest.mark.parametrize("shape, spacing, offset", [((65, 81), 16.0, (0.0, 0.0)),
+                                                    ((40, 50), 7.5, (3.25, 2.0)),
+                                                    ((30, 30), 100.0, (20.0, 170.0))])
+def test_interpolation_is_scipys_spline_through_the_lattice(shape, spacing, offset):
+    # The separable weights against a plain 2-D spline evaluation at every pixel.
+    grid = augment.lattice_shape(shape, spacing)
+    drawn = lattice_displacements(grid, 10.0, rng=3)
+    field = interpolate_lattice(drawn, shape, spacing, offset)
+    coords = np.meshgrid((offset[0] + np.arange(shape[0])) / spacing,
+                         (offset[1] + np.arange(shape[1])) / spacing, indexing="ij")
+    ref = np.stack([ndimage.map_coordinates(c, coords, order=3, mode="mirror") for c in drawn])
+    np.testing.assert_allclose(field, ref, atol=1e-9)
+    # and the lattice points that fall on pixels carry the drawn vectors
+    pts = lattice_points(shape, spacing=spacing, offset=offset)
+    on = (pts == np.round(pts)).all(0) & (pts >= 0).all(0) & (pts[0] < shape[0]) \
+        & (pts[1] < shape[1])
+    ys, xs = pts[:, on].astype(int)
+    np.testing.assert_allclose(field[:, ys, xs], drawn[:, on], atol=1e-9)
+
+
+def test_a_window_gets_the_piece_of_the_tiles_field_that_covers_it():
+    # Same vectors, same place on the lattice: the window's field is the tile's, cut out.
+    drawn = lattice_displacements(3, 10.0, rng=5)
+    tile = interpolate_lattice(drawn, (572, 572), augment.PAPER_SPACING)
+    window = interpolate_lattice(drawn, (128, 128), augment.PAPER_SPACING, (200.0, 31.0))
+    np.testing.assert_allclose(window, tile[:, 200:328, 31:159], atol=1e-9)
+
+
 def test_lattice_points_span_the_image_corners():
     pts = lattice_points((33, 17), grid=3)
     assert pts.shape == (2, 3, 3)
     np.testing.assert_array_equal(pts[0, :, 0], [0, 16, 32])
     np.testing.assert_array_equal(pts[1, 0], [0, 8, 16])
+
+
+def test_lattice_in_tissue_pixels_covers_the_image():
+    assert augment.lattice_shape((572, 572)) == (3, 3)            # the paper's tile
+    assert augment.lattice_shape((573, 64)) == (4, 3)             # one pixel more: a point more
+    for shape in [(64, 64), (512, 512), (1000, 300)]:
+        pts = lattice_points(shape, spacing=augment.PAPER_SPACING)
+        assert pts[0].max() >= shape[0] - 1 and pts[1].max() >= shape[1] - 1
 
 
 def test_two_by_two_lattice_falls_back_to_bilinear():
@@ -120,12 +157,60 @@ def test_two_by_two_lattice_falls_back_to_bilinear():
 
 
 def test_lattice_vectors_have_standard_deviation_sigma():
-    shape, sigma = (33, 33), 10.0
-    ys, xs = lattice_points(shape, 3).astype(int)
-    values = np.concatenate([displacement_field(shape, sigma, 3, rng=s)[:, ys, xs].ravel()
+    sigma = 10.0
+    values = np.concatenate([lattice_displacements(3, sigma, rng=s).ravel()
                              for s in range(300)])              # 5400 values
     assert abs(values.std() - sigma) < 0.05 * sigma
     assert abs(values.mean()) < 0.05 * sigma
+    # a field drawn with strain: the paper's lattice over the image, sigma scaled with it
+    shape = (33, 33)
+    ys, xs = lattice_points(shape, 3).astype(int)
+    values = np.concatenate([displacement_field(shape, rng=s, strain=0.5)[:, ys, xs].ravel()
+                             for s in range(300)])
+    assert abs(values.std() - 0.5 * 16) < 0.05 * 0.5 * 16
+
+
+def _largest_gradient_and_folds(field):
+    """Independent of augment's helpers: central differences, det(I + grad d)."""
+    (dyy, dyx), (dxy, dxx) = (np.gradient(c) for c in field)
+    largest = max(np.abs(g).max() for g in (dyy, dyx, dxy, dxx))
+    return largest, bool((((1 + dyy) * (1 + dxx) - dyx * dxy) <= 0).any())
+
+
+def test_default_fields_bend_any_size_like_the_papers_tile_and_never_fold():
+    # 1,000 seeded fields per size with the defaults (the paper's sigma and spacing). A window
+    # gets a piece of a 572 px tile's field, so its strain is no larger than the tile's: the
+    # paper's own deformation (median of the largest gradient 0.15 px per px) is the bar.
+    # A fold needs a gradient near 1; squeezing the lattice into 64 px made 1.3 typical.
+    summary = {}
+    for size in (64, 128, 256, 572):
+        drawn = [_largest_gradient_and_folds(displacement_field((size, size), rng=s))
+                 for s in range(1000)]
+        largest = np.array([g for g, _ in drawn])
+        summary[size] = np.median(largest)
+        assert not any(f for _, f in drawn), f"a default field folds at {size} px"
+        assert largest.max() < 0.5, f"a {size} px window bends {largest.max():.2f} px per px"
+    assert 0.1 < summary[572] < 0.2, summary                    # the paper's own tile
+    assert all(summary[s] <= summary[572] + 0.005 for s in summary), summary
+
+
+def test_strain_keeps_the_papers_bending_on_small_whole_images():
+    for size in (64, 572):
+        largest = np.array([_largest_gradient_and_folds(displacement_field(
+            (size, size), rng=s, strain=augment.PAPER_STRAIN))[0] for s in range(200)])
+        assert 0.1 < np.median(largest) < 0.2
+    # while the paper's sigma on a lattice squeezed into 64 px tears most images
+    torn = [_largest_gradient_and_folds(interpolate_lattice(
+        lattice_displacements(3, 10.0, rng=s), (64, 64)))[1] for s in range(200)]
+    assert np.mean(torn) > 0.3
+    assert augment.field_strain(displacement_field((64, 64), rng=0, strain=0.0)) == 0
+
+
+def test_field_strain_and_folds_read_a_hand_made_field():
+    ramp = np.stack([np.zeros((6, 6)), np.tile(0.3 * np.arange(6.0), (6, 1))])
+    assert augment.field_strain(ramp) == pytest.approx(0.3) and not augment.folds(ramp)
+    squash = np.stack([np.zeros((6, 6)), np.tile(-1.5 * np.arange(6.0), (6, 1))])
+    assert augment.folds(squash)                   # x -> x - 1.5 x runs backwards
 
 
 def test_a_constant_field_is_a_translation():
@@ -159,7 +244,8 @@ def test_borders_are_mirrored_like_numpy_reflect():
     (np.zeros((8, 8)), np.zeros((8, 9), int), {}, "does not fit"),
     (np.zeros((8, 8)), np.zeros((8, 8)), {}, "astype"),
     (np.zeros((8, 8)), None, {"sigma": -1.0}, ">= 0"),
-    (np.zeros((8, 8)), None, {"grid": 1}, ">= 2"),
+    (np.zeros((8, 8)), None, {"spacing": 0.0}, "> 0"),
+    (np.zeros((8, 8)), None, {"sigma": 1.0, "strain": 0.1}, "not both"),
     (np.zeros((8, 8)), None, {"field": np.zeros((2, 8, 9))}, "2 x H x W"),
 ])
 def test_elastic_rejects_bad_input_saying_what_to_do(image, mask, kwargs, match):
@@ -435,7 +521,7 @@ def test_elastic_torch_shapes_labels_and_generator():
 def test_elastic_torch_agrees_with_scipy_under_the_same_field():
     msk = np.stack([_blobs((64, 64), seed=s, labels=(0, 1, 2)) for s in range(2)])
     img = np.stack([np.stack([_image((64, 64), seed=s), msk[s] / 2.0]) for s in range(2)])
-    fields = np.stack([displacement_field((64, 64), 10.0, 3, rng=s) for s in range(2)])
+    fields = np.stack([displacement_field((64, 64), rng=s, strain=0.3) for s in range(2)])
     xd, yd = elastic_torch(torch.from_numpy(img).float(), torch.from_numpy(msk),
                            field=torch.from_numpy(fields))
     for s in range(2):
@@ -456,7 +542,8 @@ def test_elastic_torch_displacements_have_standard_deviation_sigma():
     n, size, sigma = 1000, 33, 3.0
     ramp = torch.arange(size, dtype=torch.float64)
     coords = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"))        # 2 x H x W
-    out, _ = elastic_torch(coords.expand(n, 2, size, size).clone(), sigma=sigma,
+    # strain: the paper's 3 x 3 lattice over the 33 px image, points 16 px apart
+    out, _ = elastic_torch(coords.expand(n, 2, size, size).clone(), strain=sigma / 16,
                            generator=torch.Generator().manual_seed(0))
     d = (out - coords)[:, :, size // 2, size // 2]                           # N x 2
     assert abs(d.std().item() - sigma) < 0.05 * sigma
@@ -469,7 +556,7 @@ def test_elastic_torch_displacements_have_standard_deviation_sigma():
     (torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 9, dtype=torch.long), {}, "do not fit"),
     (torch.zeros(1, 1, 8, 8), torch.zeros(1, 8, 8), {}, "long"),
     (torch.zeros(1, 1, 8, 8), None, {"sigma": -1.0}, ">= 0"),
-    (torch.zeros(1, 1, 8, 8), None, {"grid": 1}, ">= 2"),
+    (torch.zeros(1, 1, 8, 8), None, {"spacing": -2.0}, "> 0"),
     (torch.zeros(1, 1, 8, 8), None, {"field": torch.zeros(1, 2, 8, 9)}, "2 x H x W"),
 ])
 def test_elastic_torch_rejects_bad_input(images, masks, kwargs, match):
@@ -494,3 +581,17 @@ def test_augment_window_cuts_image_and_mask_at_the_same_place():
         Augment(window=41)(image, mask, 0)
     with pytest.raises(ValueError, match="positive int"):
         Augment(window=0)
+
+
+def test_elastic_torch_bends_a_window_like_the_papers_tile():
+    # torch's fields (Keys' cubic, not scipy's spline) must bend as gently as numpy's: the
+    # paper's strain on a 128 px window, never folding.
+    fields = augment.random_fields_torch(500, (128, 128), augment.PAPER_SIGMA,
+                                         augment.PAPER_SPACING,
+                                         torch.Generator().manual_seed(0)).double().numpy()
+    drawn = [_largest_gradient_and_folds(f) for f in fields]
+    assert not any(f for _, f in drawn)
+    ours = np.median([_largest_gradient_and_folds(displacement_field((128, 128), rng=s))[0]
+                      for s in range(500)])
+    assert abs(np.median([g for g, _ in drawn]) - ours) < 0.02
+    assert fields.std() > 5                                     # and it does move pixels

@@ -6,8 +6,10 @@ coarse 3 by 3 grid [...] sampled from a Gaussian distribution with 10 pixels sta
 deviation. Per-pixel displacements are then computed using bicubic interpolation."
 (Ronneberger et al., 2015). The file, in order:
 
-1. ``lattice_points``, ``lattice_displacements``, ``interpolate_lattice`` and
+1. ``PAPER_SPACING``, ``PAPER_SIGMA``, ``PAPER_STRAIN``, ``lattice_shape``,
+   ``lattice_points``, ``lattice_displacements``, ``interpolate_lattice`` and
    ``displacement_field`` - the coarse random lattice and the smooth per-pixel field;
+   ``field_strain`` and ``folds`` - how hard a field bends, and whether it tears;
 2. ``elastic``             - resample image (linear) and mask (nearest) along that field;
 3. ``DIHEDRAL``, ``flip_rotate``, ``random_flip_rotate``, ``invert_flip_rotate`` - the 8
    flips and quarter turns (and their inverses, for test-time augmentation);
@@ -17,6 +19,14 @@ deviation. Per-pixel displacements are then computed using bicubic interpolation
 6. ``AugmentedDataset``    - a torch ``Dataset`` applying it, reproducible per
    (seed, epoch, index) and safe with ``DataLoader`` workers;
 7. ``elastic_torch``       - the same deformation, batched on the GPU with ``grid_sample``.
+
+The deformation is defined in *tissue pixels*, not per image: the lattice points are
+``PAPER_SPACING`` px apart (the paper's 3 x 3 lattice over a 572 px tile) whatever the size
+of what is deformed, so a 128 px window cut from a slice is bent exactly as the paper bent
+that part of its tile. Squeezing a whole 3 x 3 lattice into the window instead would keep
+sigma = 10 px but shrink the spacing, multiplying the strain (displacement gradient) by 4.5
+at 128 px and by 9 at 64 px, where most fields fold (tear the image). Whole images shown
+small (64 px synthetic images standing for a tile) take ``strain=PAPER_STRAIN`` instead.
 
 Conventions. A displacement field is ``2 x H x W`` (dy, dx) in pixels, and it is read
 *backwards*: the output pixel p takes the input's value at p + d(p) (that is what a resampler
@@ -50,13 +60,35 @@ def _rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _check_sigma_grid(sigma: float, grid: int) -> None:
+def _check_sigma_grid(sigma: float, grid) -> None:
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"sigma is the displacements' standard deviation in pixels and must "
                          f"be >= 0, got {sigma!r}; use sigma=0 for no deformation")
-    if not (isinstance(grid, (int, np.integer)) and grid >= 2):
-        raise ValueError(f"grid must be an integer >= 2 (the lattice has a point on each "
-                         f"corner), got {grid!r}; the paper uses grid=3")
+    for g in np.atleast_1d(grid):
+        if not (isinstance(g, (int, np.integer)) and g >= 2):
+            raise ValueError(f"grid must be an integer >= 2 or a pair of them (the lattice "
+                             f"has a point on each corner), got {grid!r}; the paper uses 3")
+
+
+def _resolve(shape, sigma, spacing, strain) -> tuple[float, float]:
+    """(sigma, spacing) in pixels from the three ways of saying how strong a field is."""
+    if strain is not None:
+        if sigma is not None or spacing is not None:
+            raise ValueError("give either strain= (a whole image shown small: the paper's "
+                             "3 x 3 lattice over it) or sigma=/spacing= (in tissue pixels), "
+                             "not both")
+        if not (np.isfinite(strain) and strain >= 0):
+            raise ValueError(f"strain is sigma per pixel of lattice spacing, >= 0, got "
+                             f"{strain!r}; the paper's is PAPER_STRAIN = {PAPER_STRAIN:.3f}")
+        spacing = (min(_hw(shape)) - 1) / (PAPER_GRID - 1)
+        return float(strain * spacing), float(spacing)
+    sigma = PAPER_SIGMA if sigma is None else sigma
+    spacing = PAPER_SPACING if spacing is None else spacing
+    _check_sigma_grid(sigma, PAPER_GRID)
+    if not (np.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"spacing is the distance between lattice points in pixels, > 0, "
+                         f"got {spacing!r}; the paper's is PAPER_SPACING = {PAPER_SPACING}")
+    return float(sigma), float(spacing)
 
 
 def _check_pair(image, mask) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,48 +111,109 @@ def _hw(shape) -> tuple[int, int]:
     return int(shape[-2]), int(shape[-1])
 
 
-def _order(grid: int) -> int:
+def _order(grid) -> int:
     # Bicubic needs a lattice to bend through: with 2 points per axis a cubic spline would
     # be set by the boundary condition alone, not by the drawn vectors, so 2 x 2 is bilinear.
-    return 3 if grid >= 3 else 1
+    return 3 if min(np.atleast_1d(grid)) >= 3 else 1
 
 
 # --------------------------------------------------------------------- 1. the lattice, the field
 
-def lattice_points(shape, grid: int = 3) -> np.ndarray:
-    """Pixel coordinates ``2 x grid x grid`` (y, x) of the lattice: ``grid`` points per axis,
-    evenly spaced from the first to the last pixel, corners included.
+# The paper's deformation, which the defaults reproduce: a 3 x 3 lattice over its 572 x 572
+# training tiles, so the lattice points are 285.5 px apart, and sigma = 10 px vectors. What
+# the tissue feels is the ratio of the two (a strain): 10 px of displacement spread over
+# 285.5 px. A 128 px window of a slice gets the piece of such a field that covers it; squeezing
+# a whole 3 x 3 lattice into the window would bend it 4.5 times as hard.
+PAPER_TILE, PAPER_GRID = 572, 3
+#: The paper's standard deviation of the lattice vectors, in pixels.
+PAPER_SIGMA = 10.0
+#: The paper's distance between lattice points, in pixels: 3 points over a 572 px tile.
+PAPER_SPACING = (PAPER_TILE - 1) / (PAPER_GRID - 1)       # 285.5
+#: sigma per pixel of spacing, the paper's (0.035): for whole images shown small.
+PAPER_STRAIN = PAPER_SIGMA / PAPER_SPACING
+
+
+def lattice_shape(shape, spacing: float = PAPER_SPACING) -> tuple[int, int]:
+    """Lattice points per axis ``(gy, gx)`` for an image of ``shape`` and points ``spacing``
+    px apart: enough to span the image, and never fewer than the paper's 3 (so that the
+    interpolation between them is bicubic).
+
+    Example:
+        >>> lattice_shape((128, 128)), lattice_shape((572, 572)), lattice_shape((1024, 600))
+        ((3, 3), (3, 3), (5, 4))
+    """
+    return tuple(max(PAPER_GRID, int(np.ceil((n - 1) / spacing - 1e-9)) + 1)
+                 for n in _hw(shape))
+
+
+def lattice_points(shape, grid=3, spacing: float | None = None,
+                   offset=(0.0, 0.0)) -> np.ndarray:
+    """Pixel coordinates ``2 x gy x gx`` (y, x) of the lattice points.
+
+    Without ``spacing``: ``grid`` points per axis, evenly spaced from the first to the last
+    pixel, corners included (a lattice squeezed into the image). With ``spacing``: the lattice
+    of :func:`lattice_shape` with points ``spacing`` px apart, the image's first pixel at
+    ``offset`` (y, x) from the first point - so points may lie outside the image.
 
     Example:
         >>> lattice_points((5, 9), grid=3)[:, 0]          # first row of the lattice: (y, x)
         array([[0., 0., 0.],
                [0., 4., 8.]])
+        >>> lattice_points((128, 128), spacing=285.5, offset=(100, 0))[0, :, 0]
+        array([-100. ,  185.5,  471. ])
     """
-    _check_sigma_grid(0.0, grid)
-    h, w = _hw(shape)
-    return np.stack(np.meshgrid(np.linspace(0, h - 1, grid), np.linspace(0, w - 1, grid),
-                                indexing="ij"))
+    if spacing is None:
+        _check_sigma_grid(0.0, grid)
+        gy, gx = (grid, grid) if np.ndim(grid) == 0 else grid
+        h, w = _hw(shape)
+        ys, xs = np.linspace(0, h - 1, gy), np.linspace(0, w - 1, gx)
+    else:
+        gy, gx = lattice_shape(shape, spacing)
+        ys = np.arange(gy) * spacing - offset[0]
+        xs = np.arange(gx) * spacing - offset[1]
+    return np.stack(np.meshgrid(ys, xs, indexing="ij")).astype(np.float64)
 
 
-def lattice_displacements(grid: int = 3, sigma: float = 10.0, rng=None) -> np.ndarray:
-    """Random displacement vectors ``2 x grid x grid`` (dy, dx) at the lattice points, every
+def lattice_displacements(grid=3, sigma: float = PAPER_SIGMA, rng=None) -> np.ndarray:
+    """Random displacement vectors ``2 x gy x gx`` (dy, dx) at the lattice points, every
     component drawn independently from N(0, sigma**2), in pixels (float64).
 
-    ``rng`` may be an int seed, ``None`` or a ``numpy.random.Generator``.
+    ``grid`` is the points per axis, an int or ``(gy, gx)``; ``rng`` an int seed, ``None``
+    or a ``numpy.random.Generator``.
 
     Example:
         >>> lattice_displacements(3, 10.0, rng=0).shape
         (2, 3, 3)
     """
     _check_sigma_grid(sigma, grid)
-    return _rng(rng).normal(0.0, sigma, size=(2, grid, grid))
+    gy, gx = (grid, grid) if np.ndim(grid) == 0 else grid
+    return _rng(rng).normal(0.0, sigma, size=(2, gy, gx))
 
 
-def interpolate_lattice(coarse: np.ndarray, shape) -> np.ndarray:
+def _spline_weights(points: int, coords: np.ndarray, order: int) -> np.ndarray:
+    """``len(coords) x points``: row i interpolates a 1-D lattice at ``coords[i]``.
+
+    scipy's spline interpolation is linear in the data and, in 2-D, a tensor product of
+    1-D splines (its prefilter runs axis by axis), so interpolating each unit vector once
+    gives weights W with ``field = W_y @ vectors @ W_x.T``: two small matrix products instead
+    of a spline evaluation at every pixel, and the same numbers (tested against
+    ``map_coordinates``).
+    """
+    return np.stack([ndimage.map_coordinates(e, coords[None], order=order, mode=MIRROR)
+                     for e in np.eye(points)], axis=1)
+
+
+def interpolate_lattice(coarse: np.ndarray, shape, spacing: float | None = None,
+                        offset=(0.0, 0.0)) -> np.ndarray:
     """The per-pixel field ``2 x H x W`` through the lattice vectors ``coarse``
-    (``2 x grid x grid``): bicubic (a cubic B-spline, scipy ``order=3``), bilinear for a 2 x 2
-    lattice. Lattice point (i, j) lands on pixel (i (H-1)/(grid-1), j (W-1)/(grid-1)), so the
-    corner vectors are the corner pixels' displacements.
+    (``2 x gy x gx``): bicubic (a cubic B-spline, scipy ``order=3``), bilinear for a lattice
+    with 2 points on an axis.
+
+    Without ``spacing`` the lattice is squeezed into the image: point (i, j) lands on pixel
+    (i (H-1)/(gy-1), j (W-1)/(gx-1)), so the corner vectors are the corner pixels'
+    displacements. With ``spacing`` the points are ``spacing`` px apart and the image's first
+    pixel lies at ``offset`` (y, x) from the first point (see :func:`lattice_points`): the
+    image gets the piece of a larger field that covers it.
 
     Example:
         >>> coarse = np.zeros((2, 3, 3)); coarse[1, 1, 1] = 4.0   # one dx in the middle
@@ -129,37 +222,89 @@ def interpolate_lattice(coarse: np.ndarray, shape) -> np.ndarray:
         ((2, 5, 5), 4.0, 0.0)
     """
     coarse = np.asarray(coarse, dtype=np.float64)
-    if coarse.ndim != 3 or coarse.shape[0] != 2 or coarse.shape[1] != coarse.shape[2]:
-        raise ValueError(f"expected lattice vectors 2 x grid x grid (dy, dx), got "
+    if coarse.ndim != 3 or coarse.shape[0] != 2:
+        raise ValueError(f"expected lattice vectors 2 x gy x gx (dy, dx), got "
                          f"{coarse.shape}; draw them with lattice_displacements")
-    grid = coarse.shape[1]
-    _check_sigma_grid(0.0, grid)
+    gy, gx = coarse.shape[1:]
+    _check_sigma_grid(0.0, (gy, gx))
     h, w = _hw(shape)
-    # Pixel coordinates in lattice units: 0 .. grid-1 from the first to the last pixel.
-    coords = np.meshgrid(np.linspace(0, grid - 1, h), np.linspace(0, grid - 1, w),
-                         indexing="ij")
-    return np.stack([ndimage.map_coordinates(c, coords, order=_order(grid), mode=MIRROR)
-                     for c in coarse])
+    if spacing is None:        # lattice units: 0 .. g-1 from the first to the last pixel
+        cy, cx = np.linspace(0, gy - 1, h), np.linspace(0, gx - 1, w)
+    else:
+        cy = (offset[0] + np.arange(h)) / spacing
+        cx = (offset[1] + np.arange(w)) / spacing
+        if cy[-1] > gy - 1 + 1e-9 or cx[-1] > gx - 1 + 1e-9 or min(offset) < 0:
+            raise ValueError(f"a {gy} x {gx} lattice {spacing} px apart does not cover a "
+                             f"{h} x {w} image at offset {tuple(offset)}; take its size "
+                             "from lattice_shape(shape, spacing)")
+    order = _order((gy, gx))
+    wy, wx = _spline_weights(gy, cy, order), _spline_weights(gx, cx, order)
+    return wy @ coarse @ wx.T                                # 2 x H x W
 
 
-def displacement_field(shape, sigma: float = 10.0, grid: int = 3, rng=None) -> np.ndarray:
+def displacement_field(shape, sigma: float | None = None, spacing: float | None = None,
+                       rng=None, *, strain: float | None = None) -> np.ndarray:
     """The paper's random smooth deformation: ``2 x H x W`` (dy, dx) in pixels (float64).
 
-    ``lattice_displacements`` then ``interpolate_lattice``; with the same ``rng`` the field at
-    ``lattice_points`` is exactly the drawn vectors. ``shape`` may be any shape ending in H, W.
+    The lattice lives in tissue pixels: its points are ``spacing`` px apart (default the
+    paper's ``PAPER_SPACING`` = 285.5, a 3 x 3 lattice over a 572 px tile) with N(0, sigma**2)
+    vectors (default ``PAPER_SIGMA`` = 10), and the image sits at a random place on it, so a
+    window cut from a slice gets the piece of the field that covers it and feels the paper's
+    strain whatever its size. Draws: the vectors (``lattice_displacements``), then the offset.
+
+    ``strain`` serves a whole image shown small (a 64 px synthetic image standing for a whole
+    tile): the paper's 3 x 3 lattice squeezed into it, ``sigma = strain x spacing``
+    (``strain=PAPER_STRAIN`` is the paper's bending at any size).
 
     Example:
-        >>> field = displacement_field((64, 64), sigma=10.0, grid=3, rng=0)
+        >>> field = displacement_field((64, 64), rng=0)
         >>> field.shape, field.dtype
         ((2, 64, 64), dtype('float64'))
+        >>> small = displacement_field((64, 64), rng=0, strain=PAPER_STRAIN)
+        >>> round(PAPER_STRAIN * 31.5, 2)                   # its sigma in pixels
+        1.1
     """
-    return interpolate_lattice(lattice_displacements(grid, sigma, rng), _hw(shape))
+    sigma, spacing = _resolve(shape, sigma, spacing, strain)
+    rng = _rng(rng)
+    grid = lattice_shape(shape, spacing)
+    coarse = lattice_displacements(grid, sigma, rng)
+    spare = [(g - 1) * spacing - (n - 1) for g, n in zip(grid, _hw(shape))]
+    offset = [rng.uniform(0.0, max(s, 0.0)) for s in spare]
+    return interpolate_lattice(coarse, shape, spacing, offset)
+
+
+def field_strain(field: np.ndarray) -> float:
+    """The largest displacement gradient of a field ``2 x H x W``: how much more two
+    neighbouring pixels move than each other, per pixel (0: a pure shift; 1: a pixel can land
+    on its neighbour's place).
+
+    Example:
+        >>> ramp = np.stack([np.zeros((4, 4)), np.tile(0.1 * np.arange(4.0), (4, 1))])
+        >>> round(field_strain(ramp), 6)                   # dx grows 0.1 px per px
+        0.1
+    """
+    return float(max(np.abs(g).max() for c in field for g in np.gradient(c)))
+
+
+def folds(field: np.ndarray) -> bool:
+    """Whether the deformation folds: somewhere the map p -> p + d(p) turns the grid inside
+    out (the determinant of its Jacobian, ``det(I + grad d)``, is <= 0), so the image is
+    torn and mirrored there rather than bent.
+
+    Example:
+        >>> folds(np.zeros((2, 8, 8))), folds(np.stack([np.zeros((8, 8)),
+        ...                                            -2.0 * np.arange(8.0)[None].repeat(8, 0)]))
+        (False, True)
+    """
+    (dyy, dyx), (dxy, dxx) = (np.gradient(c) for c in field)
+    return bool(((1 + dyy) * (1 + dxx) - dyx * dxy <= 0).any())
 
 
 # ---------------------------------------------------------------------------- 2. elastic
 
-def elastic(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 10.0,
-            grid: int = 3, seed=None, field: np.ndarray | None = None):
+def elastic(image: np.ndarray, mask: np.ndarray | None = None, sigma: float | None = None,
+            spacing: float | None = None, seed=None, field: np.ndarray | None = None, *,
+            strain: float | None = None):
     """Deform image and mask with the same random smooth field (the U-Net paper's recipe).
 
     The image is resampled with linear interpolation (``order=1``), the mask with nearest
@@ -169,11 +314,15 @@ def elastic(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 10
     Args:
         image: float ``H x W`` or ``C x H x W``.
         mask: integer ``H x W`` or ``None`` (then ``(image, None)`` is returned).
-        sigma: standard deviation of the lattice vectors in pixels (the paper: 10).
-        grid: lattice points per axis, corners included (the paper: 3).
+        sigma: standard deviation of the lattice vectors in pixels (default: the paper's 10).
+        spacing: lattice points' distance in tissue pixels (default: the paper's 285.5, a
+            3 x 3 lattice over a 572 px tile); see :func:`displacement_field`.
         seed: an int, ``None`` or a ``numpy.random.Generator`` (drawn from, not reset).
         field: an explicit ``2 x H x W`` (dy, dx) field to use instead of a random one (then
-            ``sigma``, ``grid`` and ``seed`` are not used); see :func:`displacement_field`.
+            ``sigma``, ``spacing``, ``strain`` and ``seed`` are not used).
+        strain: for a whole image shown small: the paper's 3 x 3 lattice over the image with
+            ``sigma = strain x spacing`` (``PAPER_STRAIN`` is the paper's); instead of
+            ``sigma`` and ``spacing``.
 
     Returns:
         ``(image, mask)`` with the inputs' shapes and dtypes; the mask's values are a subset
@@ -182,17 +331,17 @@ def elastic(image: np.ndarray, mask: np.ndarray | None = None, sigma: float = 10
     Example:
         >>> img = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
         >>> msk = (img > 0.5).astype(np.int64)
-        >>> out, out_mask = elastic(img, msk, sigma=10.0, seed=0)
+        >>> out, out_mask = elastic(img, msk, seed=0)
         >>> out.shape, out.dtype, out_mask.dtype, set(np.unique(out_mask)) <= {0, 1}
         ((64, 64), dtype('float32'), dtype('int64'), True)
     """
     image, mask = _check_pair(image, mask)
     h, w = image.shape[-2:]
     if field is None:
-        _check_sigma_grid(sigma, grid)
+        sigma, spacing = _resolve((h, w), sigma, spacing, strain)
         if sigma == 0:
             return image.copy(), (None if mask is None else mask.copy())
-        field = displacement_field((h, w), sigma, grid, seed)
+        field = displacement_field((h, w), sigma, spacing, seed)
     field = np.asarray(field, dtype=np.float64)
     if field.shape != (2, h, w):
         raise ValueError(f"field {field.shape} does not fit the image {image.shape}: expected "
@@ -365,9 +514,10 @@ class Augment:
 
     Args:
         flip_rotate: apply one of the 8 ``DIHEDRAL`` transforms at random.
-        elastic: apply :func:`elastic` with ``sigma`` and ``grid``, with probability
-            ``p_elastic`` (the paper deforms every sample; lower it to also show the net
-            undeformed ones).
+        elastic: apply :func:`elastic` with ``sigma`` and ``spacing`` (tissue pixels; the
+            defaults are the paper's) or ``strain`` (a whole image shown small), with
+            probability ``p_elastic`` (the paper deforms every sample; lower it to also show
+            the net undeformed ones).
         intensity: apply :func:`random_intensity` to the image.
         window: cut a random ``window x window`` part out of the image first and augment
             only that (``None``: the whole image). Deforming a 128 x 128 window costs a
@@ -387,13 +537,14 @@ class Augment:
     flip_rotate: bool = True
     elastic: bool = True
     intensity: bool = True
-    sigma: float = 10.0
-    grid: int = 3
+    sigma: float | None = None        # None: PAPER_SIGMA (10 px)
+    spacing: float | None = None      # None: PAPER_SPACING (285.5 px)
+    strain: float | None = None       # instead of both, for whole images shown small
     p_elastic: float = 1.0
     window: int | None = None
 
     def __post_init__(self):
-        _check_sigma_grid(self.sigma, self.grid)
+        _resolve((PAPER_TILE, PAPER_TILE), self.sigma, self.spacing, self.strain)
         if not 0 <= self.p_elastic <= 1:
             raise ValueError(f"p_elastic is a probability, 0..1, got {self.p_elastic!r}")
         if self.window is not None and (not isinstance(self.window, (int, np.integer))
@@ -417,7 +568,8 @@ class Augment:
         if self.flip_rotate:
             image, mask = random_flip_rotate(image, mask, rng)
         if self.elastic and rng.random() < self.p_elastic:
-            image, mask = elastic(image, mask, self.sigma, self.grid, rng)
+            image, mask = elastic(image, mask, self.sigma, self.spacing, rng,
+                                  strain=self.strain)
         if self.intensity:
             image = random_intensity(image, rng)
         return image, mask
@@ -524,24 +676,57 @@ class AugmentedDataset(Dataset):
 
 # --------------------------------------------------------------- 7. batched, on the GPU
 
+def random_fields_torch(n: int, shape, sigma: float, spacing: float,
+                        generator: torch.Generator | None = None,
+                        device=None) -> torch.Tensor:
+    """``n`` random fields ``N x 2 x H x W`` (dy, dx) for :func:`elastic_torch`: lattice
+    vectors N(0, sigma**2) ``spacing`` px apart, each image at a random offset on its lattice
+    (as :func:`displacement_field`), read off with bicubic ``grid_sample``.
+
+    Example:
+        >>> random_fields_torch(3, (32, 40), 10.0, 285.5).shape
+        torch.Size([3, 2, 32, 40])
+    """
+    h, w = _hw(shape)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    draw_on = generator.device if generator is not None else device
+    (gy, gx), f32 = lattice_shape((h, w), spacing), torch.float32
+    coarse = torch.randn(n, 2, gy, gx, generator=generator, device=draw_on,
+                         dtype=f32).to(device) * sigma
+    spare = torch.tensor([(gy - 1) * spacing - (h - 1), (gx - 1) * spacing - (w - 1)],
+                         dtype=f32).clamp(min=0)
+    offset = (torch.rand(n, 2, generator=generator, device=draw_on, dtype=f32).cpu()
+              * spare).to(device)                                          # N x 2 (y, x)
+    # where each pixel sits on its sample's lattice, in grid_sample's [-1, 1] units
+    ly = (offset[:, 0, None] + torch.arange(h, device=device)) / spacing      # N x H
+    lx = (offset[:, 1, None] + torch.arange(w, device=device)) / spacing      # N x W
+    at = torch.stack([(2 * lx / (gx - 1) - 1)[:, None, :].expand(n, h, w),
+                      (2 * ly / (gy - 1) - 1)[:, :, None].expand(n, h, w)], dim=-1)
+    mode = "bicubic" if _order((gy, gx)) == 3 else "bilinear"
+    return F.grid_sample(coarse, at, mode=mode, padding_mode="reflection",
+                         align_corners=True)                               # N x 2 x H x W
+
+
 def elastic_torch(images: torch.Tensor, masks: torch.Tensor | None = None,
-                  sigma: float = 10.0, grid: int = 3,
+                  sigma: float | None = None, spacing: float | None = None,
                   generator: torch.Generator | None = None,
-                  field: torch.Tensor | None = None):
+                  field: torch.Tensor | None = None, *, strain: float | None = None):
     """:func:`elastic` for a batch of tensors, on their device: one random field per sample.
 
-    Lattice vectors N(0, sigma**2) per sample, upsampled with
-    ``F.interpolate(mode="bicubic", align_corners=True)`` (lattice points on the corner
-    pixels; bilinear for a 2 x 2 lattice), then ``F.grid_sample`` with
-    ``padding_mode="reflection", align_corners=True`` (= scipy's ``"mirror"``): bilinear for
-    images, nearest for masks. torch's bicubic is Keys' cubic convolution, not scipy's
-    B-spline, so the fields differ slightly between lattice points (both pass through them);
-    given the same ``field`` the two functions agree up to float32 rounding.
+    Per sample: lattice vectors N(0, sigma**2) on the lattice of :func:`lattice_shape`
+    (points ``spacing`` px apart, or the strain's 3 x 3 lattice), the image at a random
+    offset on it, and the field read off the lattice with
+    ``F.grid_sample(mode="bicubic", align_corners=True)`` (bilinear for 2 points on an axis);
+    then ``F.grid_sample`` with ``padding_mode="reflection", align_corners=True``
+    (= scipy's ``"mirror"``): bilinear for images, nearest for masks. torch's bicubic is
+    Keys' cubic convolution, not scipy's B-spline, so the fields differ slightly between
+    lattice points (both pass through them); given the same ``field`` the two functions
+    agree up to float32 rounding.
 
     Args:
         images: float ``N x C x H x W``.
         masks: integer ``N x H x W`` (labels below 2**24, exact in float32) or ``None``.
-        sigma, grid: as in :func:`elastic`.
+        sigma, spacing, strain: as in :func:`elastic` (the defaults are the paper's).
         generator: a ``torch.Generator`` for reproducible fields (on any device), or ``None``
             for torch's global one.
         field: explicit displacements (dy, dx) in pixels, ``N x 2 x H x W`` or ``2 x H x W``
@@ -554,7 +739,7 @@ def elastic_torch(images: torch.Tensor, masks: torch.Tensor | None = None,
     Example:
         >>> x, y = torch.rand(2, 1, 32, 32), torch.randint(0, 3, (2, 32, 32))
         >>> gen = torch.Generator().manual_seed(0)
-        >>> xd, yd = elastic_torch(x, y, sigma=10.0, generator=gen)
+        >>> xd, yd = elastic_torch(x, y, generator=gen)
         >>> xd.shape, yd.dtype, set(yd.unique().tolist()) <= {0, 1, 2}
         (torch.Size([2, 1, 32, 32]), torch.int64, True)
     """
@@ -576,14 +761,10 @@ def elastic_torch(images: torch.Tensor, masks: torch.Tensor | None = None,
             raise ValueError(f"expected integer masks, got {masks.dtype}; convert them with "
                              "masks.long()")
     if field is None:
-        _check_sigma_grid(sigma, grid)
+        sigma, spacing = _resolve((h, w), sigma, spacing, strain)
         if sigma == 0:
             return images.clone(), (None if masks is None else masks.clone())
-        device = generator.device if generator is not None else images.device
-        coarse = torch.randn(n, 2, grid, grid, generator=generator, device=device,
-                             dtype=torch.float32).to(images.device) * sigma
-        mode = "bicubic" if _order(grid) == 3 else "bilinear"
-        field = F.interpolate(coarse, size=(h, w), mode=mode, align_corners=True)
+        field = random_fields_torch(n, (h, w), sigma, spacing, generator, images.device)
     field = field.to(images.device, torch.float32)
     if field.shape == (2, h, w):
         field = field.expand(n, 2, h, w)
