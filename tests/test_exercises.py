@@ -326,10 +326,15 @@ def my_warp(image, mask, field, mode="mirror", sign=1, dtype=None):
                                                                       mode=mode)
 
 
-def my_elastic(image, mask, sigma, grid, rng):
-    from unet_teach.augment import displacement_field
+def my_field(shape, sigma, grid, rng, order=3, swap=False):
+    from scipy import ndimage
 
-    return my_warp(image, mask, displacement_field(image.shape, sigma, grid, rng))
+    vectors = rng.normal(0, sigma, size=(2, grid, grid))
+    coords = np.meshgrid(np.linspace(0, grid - 1, shape[0]), np.linspace(0, grid - 1, shape[1]),
+                         indexing="ij")
+    field = np.stack([ndimage.map_coordinates(v, coords, order=order, mode="mirror")
+                      for v in vectors])
+    return field[::-1] if swap else field
 
 
 def test_exercise_4_and_5_checks_pass_hand_written_answers(capsys):
@@ -339,16 +344,13 @@ def test_exercise_4_and_5_checks_pass_hand_written_answers(capsys):
     losses.check_weighted_cross_entropy(my_weighted_cross_entropy)
     losses.check_weight_map(my_weight_map)
     augmentation.check_warp(my_warp)
-    augmentation.check_elastic(my_elastic)
-    augmentation.check_experiment({"seeds": [0, 1], "flips": [np.float32(0.8), 0.7],
-                                   "flips_elastic": np.array([0.6, 0.75]), "seconds": 9})
+    augmentation.check_field(my_field)
     assert capsys.readouterr().out.splitlines() == [
         "dice_loss: all 7 checks passed - 3 points",
         "weighted_cross_entropy: all 5 checks passed - 2 points",
         "weight_map: all 6 checks passed - 3 points",
         "warp: all 5 checks passed - 3 points",
-        "elastic: all 6 checks passed - 2 points",
-        "experiment: all 4 checks passed - 2 points"]
+        "field: all 6 checks passed - 2 points"]
 
 
 def _peek_then_own(scores, target, smooth=1e-5):
@@ -362,13 +364,25 @@ def _peek_then_own(scores, target, smooth=1e-5):
     return my_dice_loss(scores, target, smooth)
 
 
-def _elastic_in_a_thread(image, mask, sigma, grid, rng):
+def _field_in_a_thread(shape, sigma, grid, rng):
     from concurrent.futures import ThreadPoolExecutor
 
     from unet_teach import augment
 
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(augment.elastic, image, mask, sigma, grid, rng).result()
+        return pool.submit(augment.interpolate_lattice,
+                           augment.lattice_displacements(grid, sigma, rng), shape).result()
+
+
+def _field_through_the_pipeline(shape, sigma, grid, rng):
+    """The field read off the Augment pipeline by deforming the pixel coordinates."""
+    from unet_teach import augment
+
+    coords = np.indices(shape).astype(np.float64)
+    spacing = (min(shape) - 1) / (grid - 1)
+    out = np.stack([augment.Augment(flip_rotate=False, intensity=False, sigma=sigma,
+                                    spacing=spacing)(c, None, rng)[0] for c in coords])
+    return out - coords
 
 
 def _library_answers():
@@ -451,11 +465,13 @@ def _library_answers():
         ("weight_map imported", loss.check_weight_map, losses.weight_map, "losses.weight_map"),
         ("elastic with a field", aug.check_warp,
          lambda image, mask, field: augment.elastic(image, mask, field=field), "augment.elastic"),
-        ("the Augment pipeline", aug.check_elastic,
-         lambda image, mask, sigma, grid, rng: augment.Augment(
-             flip_rotate=False, intensity=False, sigma=sigma, grid=grid)(image, mask, rng),
+        ("the Augment pipeline", aug.check_field, _field_through_the_pipeline,
          "augment.Augment.__call__"),
-        ("in another thread", aug.check_elastic, _elastic_in_a_thread, "augment.elastic"),
+        ("displacement_field", aug.check_field,
+         lambda shape, sigma, grid, rng: augment.displacement_field(
+             shape, rng=rng, strain=sigma / ((min(shape) - 1) / (grid - 1))),
+         "augment.displacement_field"),
+        ("in another thread", aug.check_field, _field_in_a_thread, "augment.interpolate_lattice"),
     ]
 
 
@@ -514,10 +530,6 @@ def _mistakes():
     from unet_teach.checks import augmentation as aug
     from unet_teach.checks import losses as loss
 
-    def two_fields(image, mask, sigma, grid, rng):
-        return my_elastic(image, mask, sigma, grid, rng)[0], my_elastic(image, mask, sigma, grid,
-                                                                         rng)[1]
-
     return [
         (loss.check_dice_loss, functools.partial(my_dice_loss, background=True),
          "you counted class 0 (the background)"),
@@ -542,10 +554,14 @@ def _mistakes():
         (aug.check_warp, functools.partial(my_warp, sign=-1), "read backwards"),
         (aug.check_warp, functools.partial(my_warp, dtype=np.float64), "changed the image's dtype"),
         (aug.check_warp, lambda image, mask, field: image, "return the pair (image, mask)"),
-        (aug.check_elastic, two_fields, "does not keep image and mask aligned"),
-        (aug.check_elastic, lambda image, mask, sigma, grid, rng: my_elastic(image, mask, sigma,
-                                                                             grid, 0),
-         "the same deformation for two generators"),
+        (aug.check_field, functools.partial(my_field, order=1), "that is bilinear"),
+        (aug.check_field, functools.partial(my_field, swap=True), "field[0] is dy"),
+        (aug.check_field, lambda shape, sigma, grid, rng: my_field(
+            shape, sigma, grid, np.random.default_rng(0)), "the same field for two generators"),
+        (aug.check_field, lambda shape, sigma, grid, rng: my_field(shape, sigma, grid, rng)[0],
+         "expected the field 2 x H x W"),
+        (aug.check_field, lambda shape, sigma, grid, rng: rng.normal(0, sigma, (2, *shape)),
+         "wrong field"),
     ]
 
 
@@ -577,6 +593,57 @@ def test_experiment_check_says_what_the_record_lacks(result, expected):
 
     with pytest.raises(AssertionError, match=re.escape(expected)):
         augmentation.check_experiment(result)
+
+
+def _reference_record(seeds=(0, 1)):
+    from unet_teach.checks import augmentation
+
+    return {"seeds": list(seeds), "seconds": 9.0,
+            **{d: [augmentation.reference_run(d, s) for s in seeds]
+               for d in augmentation.DESIGNS}}
+
+
+def test_experiment_check_passes_a_record_that_its_runs_reproduce(capsys):
+    from unet_teach.checks import augmentation
+
+    record = _reference_record()
+    record["flips"] = [np.float32(v) for v in record["flips"]]         # numpy scalars are fine
+    augmentation.check_experiment(record)
+    calls = []
+
+    def run(augment, seed):
+        calls.append((augment, seed))
+        return augmentation.reference_run(
+            next(d for d, a in augmentation.DESIGNS.items() if a == augment), seed)
+
+    augmentation.check_experiment(record, run, rng=0)
+    assert len(calls) == 1 and calls[0][1] in (0, 1)
+    assert capsys.readouterr().out.splitlines() == [
+        "experiment: all 5 checks passed - 2 points",
+        "experiment: all 6 checks passed - 2 points"]
+
+
+def test_experiment_check_refuses_a_record_no_run_produced():
+    from unet_teach.checks import augmentation
+
+    record = _reference_record()
+    record["flips_elastic"][1] = min(1.0, record["flips_elastic"][1] + 0.01)   # one pair forged
+    with pytest.raises(AssertionError, match=r"result\['flips_elastic'\] records Dice .* for "
+                       r"seed 1, but training that run again"):
+        augmentation.check_experiment(record)
+    # a run that returns the record's numbers without training them still fails: the
+    # recorded numbers are trained again from the exercise's own settings
+    made_up = {"seeds": [0, 1], "flips": [0.9, 0.9], "flips_elastic": [0.9, 0.9], "seconds": 2.0}
+    with pytest.raises(AssertionError, match="training that run again"):
+        augmentation.check_experiment(made_up, lambda augment, seed: 0.9)
+
+
+def test_experiment_check_refuses_a_run_that_does_not_give_the_record():
+    from unet_teach.checks import augmentation
+
+    record = _reference_record()
+    with pytest.raises(AssertionError, match="gives Dice 0.5000 now"):
+        augmentation.check_experiment(record, lambda augment, seed: 0.5, rng=1)
 
 
 def test_exercise_5_has_a_written_answer_graded_by_hand():
@@ -655,9 +722,10 @@ COPYCAT = {
     "05_augmentation": {
         "q1-answer": "from unet_teach import augment\n\ndef warp(image, mask, field):\n"
                      "    return augment.elastic(image, mask, field=field)",
-        "q2-answer": "def elastic(image, mask, sigma, grid, rng):\n"
-                     "    return augment.elastic(image, mask, sigma, grid, seed=rng)",
-        # a made-up record has the right form: the check cannot tell, the written answer can
+        "q2-answer": "def smooth_field(shape, sigma, grid, rng):\n"
+                     "    return augment.interpolate_lattice(\n"
+                     "        augment.lattice_displacements(grid, sigma, rng), shape)",
+        # a made-up record has the right form, but no run gives its numbers
         "q3-answer": 'result = {"seeds": [0, 1], "flips": [0.5, 0.5], "flips_elastic": [0.5, 0.5],'
                      ' "seconds": 1.0}',
     },
@@ -717,7 +785,7 @@ def test_answers_that_call_the_library_score_nothing_and_say_why(graded):
                                         "q5_overlap_tile": "infer.predict_tiled"}),
                        ("04_losses", dict.fromkeys(["q1_dice_loss", "q2_weighted_cross_entropy",
                                                     "q3_weight_map"], "losses.")),
-                       ("05_augmentation", dict.fromkeys(["q1_warp", "q2_elastic"],
+                       ("05_augmentation", dict.fromkeys(["q1_warp", "q2_field"],
                                                          "augment."))):
         row = rows[("copycat", name)]
         for gid, reference in gids.items():
@@ -735,10 +803,11 @@ def test_answers_that_call_the_library_score_nothing_and_say_why(graded):
     for name in ("02_patches", "03_fcn_unet"):
         assert rows[("copycat", name)]["total"] == 0, name
     row = rows[("copycat", "05_augmentation")]
-    assert row["questions"]["q3_experiment"]["points"] == 2.0
+    q3 = row["questions"]["q3_experiment"]
+    assert q3["points"] == 0 and "training that run again" in q3["error"], q3
     assert row["questions"]["q4_explain"] == {"points": None, "max": 2.0, "manual": True,
                                               "error": None}
-    assert (row["total"], row["max"], row["manual_max"]) == (2.0, 7.0, 2.0)
+    assert (row["total"], row["max"], row["manual_max"]) == (0.0, 7.0, 2.0)
 
 
 def test_unet_check_accepts_a_correct_net_built_in_another_order(capsys):

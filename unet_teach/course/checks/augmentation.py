@@ -1,20 +1,22 @@
 """Checks for exercise 5 (few images: augmentation and the learning curve).
 
-``check_warp`` and ``check_elastic`` compare your deformation with the reference in
-:mod:`unet_teach.augment` wherever the comparison is deterministic: given the same
-displacement field (``augment.elastic(..., field=...)``), or the same random generator, the
-images must agree to float rounding and the masks exactly. They also check the properties
-that make a deformation usable for training whatever the implementation: the image stays
-aligned with its mask, ``sigma=0`` changes nothing, no new labels appear, shapes and dtypes
-are kept, and borders are mirrored. ``check_experiment`` only checks the form of your
-recorded training result (keys, types, ranges): what the numbers mean is for your written
-answer.
+``check_warp`` compares your resampling with the reference in :mod:`unet_teach.augment`
+given the same displacement field (``augment.elastic(..., field=...)``): the images must
+agree to float rounding and the masks exactly, borders mirrored, shapes and dtypes kept.
+``check_field`` compares your lattice-and-bicubic field with
+``augment.interpolate_lattice(augment.lattice_displacements(grid, sigma, rng), shape)`` from
+the same generator, and checks what makes it the paper's: the lattice points carry the drawn
+vectors, ``sigma=0`` moves nothing, two generators give two fields. ``check_experiment``
+checks your recorded comparison and **re-runs it**: every (design, seed) pair you report is
+trained again with the exercise's settings (one thread, a few seconds a run) and must give
+your number, and one pair is re-run through your own ``run``; a record that no run produced
+earns nothing.
 
-As in every exercise, the library is not the answer key: a ``warp`` or
-``elastic`` that calls ``augment.elastic`` (or ``elastic_torch``, or ``Augment``, which calls
-it) scores no points, with that reason in the message; see
-:func:`unet_teach.course.checks.losses.call_own` for how the call is detected. The helper the
-exercise hands you, ``augment.displacement_field``, is allowed.
+As in every exercise, the library is not the answer key: a ``warp`` or ``smooth_field``
+that calls ``augment.elastic``, ``augment.interpolate_lattice``, ``augment.displacement_field``
+(or ``elastic_torch``, or ``Augment``, which call them) scores no points, with that reason in
+the message; see :func:`unet_teach.course.checks.losses.call_own` for how the call is
+detected.
 
 Example:
     >>> from scipy import ndimage
@@ -30,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Real
 from typing import Callable
@@ -37,11 +40,19 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from ... import augment
-from ._common import call_own, report_passed
+import torch
 
-POINTS = {"warp": 3, "elastic": 2, "experiment": 2}
-REFERENCES = (augment.elastic, augment.elastic_torch, augment.Augment.__call__)
+from ... import augment
+from ...data import synthetic_membranes
+from ...losses import dice_ce_loss
+from ...models import UNet
+from ...train import evaluate, fit
+from ._common import call_own, call_student, report_passed
+
+POINTS = {"warp": 3, "field": 2, "experiment": 2}
+REFERENCES = (augment.elastic, augment.elastic_torch, augment.Augment.__call__,
+              augment.displacement_field, augment.interpolate_lattice,
+              augment.random_fields_torch)
 ADVICE = ("resample yourself with scipy.ndimage.map_coordinates (order=1 for the image, "
           "order=0 for the mask, mode='mirror')")
 IMAGE_TOLERANCE = 1e-5
@@ -69,7 +80,8 @@ def _stripes(shape) -> np.ndarray:
 
 def _warp_cases() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(5)
-    smooth = augment.displacement_field((20, 17), sigma=3.0, grid=3, rng=rng)
+    smooth = augment.interpolate_lattice(augment.lattice_displacements(3, 3.0, rng),
+                                         (20, 17))
     image = rng.random((20, 17))
     labels = _blobs((20, 17), 1, labels=(1, 2))
     h, w = 12, 10
@@ -210,89 +222,108 @@ def check_warp(fn: Callable, points: float | None = None) -> None:
     report_passed(POINTS, name, len(cases), points)
 
 
-# --------------------------------------------------------------------------- Q2 elastic
+# --------------------------------------------------------------------------- Q2 the field
 
-def check_elastic(fn: Callable, points: float | None = None) -> None:
-    """Check ``fn(image, mask, sigma, grid, rng) -> (image, mask)``: the U-Net paper's
-    elastic deformation, the field drawn by one call
-    ``augment.displacement_field(image.shape, sigma, grid, rng)``.
+def _reference_field(shape, sigma, grid, seed) -> np.ndarray:
+    drawn = augment.lattice_displacements(grid, sigma, np.random.default_rng(seed))
+    return augment.interpolate_lattice(drawn, shape)
 
-    Checked: a mask-shaped image deformed with its mask stays aligned with it (the image
-    thresholded at 0.5 agrees with the mask on >= 99 % of pixels); ``sigma=0`` returns the
-    inputs unchanged; no new labels; shapes and dtypes kept; two generators give two
-    deformations; the same generator gives the reference's result.
+
+def _field_hint(shape, sigma, grid, seed, got) -> str:
+    """Which usual slip ``got`` matches: bilinear, lattice coordinates, axes."""
+    drawn = augment.lattice_displacements(grid, sigma, np.random.default_rng(seed))
+    h, w = shape
+    rows, cols = np.meshgrid(np.linspace(0, grid - 1, h), np.linspace(0, grid - 1, w),
+                             indexing="ij")
+    tries = [
+        ("that is bilinear (order=1); the paper interpolates bicubically: order=3",
+         [ndimage.map_coordinates(c, [rows, cols], order=1, mode="mirror") for c in drawn]),
+        ("field[0] is dy and field[1] is dx: interpolate drawn[0] into field[0]",
+         [ndimage.map_coordinates(c, [rows, cols], order=3, mode="mirror") for c in drawn[::-1]]),
+        ("the lattice points sit on the image's first and last pixels: row r of the image is "
+         "at lattice coordinate r (grid - 1) / (H - 1), np.linspace(0, grid - 1, H)",
+         [ndimage.map_coordinates(c, np.meshgrid(np.arange(h) * grid / h, np.arange(w) * grid / w,
+                                                 indexing="ij"), order=3, mode="mirror")
+          for c in drawn]),
+    ]
+    for why, other in tries:
+        if np.allclose(got, np.stack(other), atol=IMAGE_TOLERANCE):
+            return why
+    return ("draw the vectors with one call, rng.normal(0, sigma, size=(2, grid, grid)), then "
+            "interpolate each with ndimage.map_coordinates(vectors[c], coords, order=3, "
+            "mode='mirror') at coords = np.meshgrid(np.linspace(0, grid - 1, H), "
+            "np.linspace(0, grid - 1, W), indexing='ij')")
+
+
+def check_field(fn: Callable, points: float | None = None) -> None:
+    """Check ``fn(shape, sigma, grid, rng) -> 2 x H x W``: the paper's random smooth field,
+    ``grid x grid`` vectors (dy, dx) drawn by one call ``rng.normal(0, sigma, size=(2, grid,
+    grid))``, interpolated bicubically (cubic B-spline, ``order=3``, ``mode='mirror'``) with
+    the lattice's corner points on the image's corner pixels; compared with
+    ``augment.interpolate_lattice(augment.lattice_displacements(grid, sigma, rng), shape)``.
 
     Example:
-        >>> def elastic(image, mask, sigma, grid, rng):
-        ...     field = augment.displacement_field(image.shape, sigma, grid, rng)
-        ...     return augment.elastic(image, mask, field=field)
-        >>> check_elastic(elastic)
-        Traceback (most recent call last):
-        ...
-        AssertionError: elastic called the library's reference implementation unet_teach.augment.elastic on 'sigma=0 (no deformation)': that is the answer key, not an answer, and earns no points for this question.
-        Hint: resample yourself with scipy.ndimage.map_coordinates (order=1 for the image, order=0 for the mask, mode='mirror'); the library's function is only the reference the check compares with
+        >>> def smooth_field(shape, sigma, grid, rng):
+        ...     vectors = rng.normal(0, sigma, size=(2, grid, grid))
+        ...     coords = np.meshgrid(np.linspace(0, grid - 1, shape[0]),
+        ...                          np.linspace(0, grid - 1, shape[1]), indexing="ij")
+        ...     return np.stack([ndimage.map_coordinates(v, coords, order=3, mode="mirror")
+        ...                      for v in vectors])
+        >>> check_field(smooth_field)
+        field: all 6 checks passed - 2 points
     """
-    name = "elastic"
+    name = "smooth_field"
     n = 0
 
-    def run(image, mask, sigma, grid, seed, where):
-        given = (image.copy(), mask.copy())
-        got = _pair(call_own(fn, name, given[0], given[1], sigma, grid,
-                             np.random.default_rng(seed), references=REFERENCES, where=where,
-                             advice=ADVICE), name, where)
-        if not (np.array_equal(given[0], image) and np.array_equal(given[1], mask)):
-            raise AssertionError(f"{name} changed its inputs on {where}; return new arrays")
-        _same_form(name, where, image, mask, *got)
+    def run(shape, sigma, grid, seed, where):
+        got = call_own(fn, name, shape, sigma, grid, np.random.default_rng(seed),
+                       references=REFERENCES, where=where,
+                       advice="draw the vectors with rng.normal and interpolate them with "
+                              "scipy.ndimage.map_coordinates(order=3, mode='mirror')")
+        if got is None:
+            raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
+        if hasattr(got, "detach"):
+            got = got.detach().cpu().numpy()
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != (2, *shape):
+            raise AssertionError(f"{name} returned shape {got.shape} on {where}; expected the "
+                                 f"field 2 x H x W = {(2, *shape)}: (dy, dx) at every pixel")
         return got
 
-    # 1. sigma = 0 changes nothing
-    image = np.random.default_rng(0).random((24, 20)).astype(np.float32)
-    mask = _blobs((24, 20), 2, labels=(1, 4))
-    where = "'sigma=0 (no deformation)'"
-    got_image, got_mask = run(image, mask, 0.0, 3, 0, where)
-    if not (np.allclose(got_image, image, atol=IMAGE_TOLERANCE) and np.array_equal(got_mask, mask)):
-        raise AssertionError(f"{name} changed the image or the mask on {where}.\nHint: with "
-                             "sigma=0 the field is 0 everywhere and every pixel reads itself")
+    # 1. sigma = 0: nothing moves
+    where = "'sigma=0 on a 24 x 20 image'"
+    if np.abs(run((24, 20), 0.0, 3, 0, where)).max() > IMAGE_TOLERANCE:
+        raise AssertionError(f"{name} moved pixels on {where}.\nHint: with sigma=0 every "
+                             "vector is 0, and so is the field between them")
     n += 1
-
-    # 2. a mask-shaped image stays aligned with its mask
-    mask = _blobs((48, 48), 1)
-    image = mask.astype(np.float32)
-    where = "'a mask-shaped 48 x 48 image (smooth blobs), sigma=6'"
-    got_image, got_mask = run(image, mask, 6.0, 3, 1, where)
-    agree = float(((got_image > 0.5) == (got_mask == 1)).mean())
-    if agree < 0.99:
-        raise AssertionError(f"{name} does not keep image and mask aligned on {where}: the "
-                             f"deformed image thresholded at 0.5 agrees with the deformed mask on "
-                             f"{agree:.1%} of pixels (need >= 99 %).\nHint: deform both with the "
-                             "same field (draw it once), the image with order=1, the mask with "
-                             "order=0")
-    if np.array_equal(got_mask, mask):
-        raise AssertionError(f"{name} did not deform anything on {where} (sigma=6).\nHint: draw "
-                             "the field with displacement_field(image.shape, sigma, grid, rng)")
+    # 2. two generators, two fields
+    where = "'a 33 x 33 image, generators seeded 1 and 5'"
+    if np.allclose(run((33, 33), 10.0, 3, 1, where), run((33, 33), 10.0, 3, 5, where)):
+        raise AssertionError(f"{name} gave the same field for two generators on {where}.\nHint: "
+                             "draw the vectors from the rng argument, not from a fixed seed")
     n += 1
-
-    # 3. two generators, two deformations; the same one, the reference's
-    image = np.random.default_rng(3).random((32, 28))
-    mask = _blobs((32, 28), 4, labels=(2, 5, 9)).astype(np.int32)
-    first = run(image, mask, 8.0, 3, 10, "'a random 32 x 28 image, generator seeded 10'")
-    second = run(image, mask, 8.0, 3, 11, "'a random 32 x 28 image, generator seeded 11'")
-    if np.array_equal(first[0], second[0]):
-        raise AssertionError(f"{name} gave the same deformation for two generators (seeds 10 "
-                             "and 11).\nHint: draw the field from the rng argument, not from a "
-                             "fixed seed")
-    n += 2
-    for seed, grid, sigma, got in ((10, 3, 8.0, first), (12, 4, 5.0, None)):
-        where = f"'a random 32 x 28 image, sigma={sigma:g}, grid={grid}, generator seeded {seed}'"
-        if got is None:
-            got = run(image, mask, sigma, grid, seed, where)
-        expected = augment.elastic(image, mask, sigma, grid, seed=np.random.default_rng(seed))
-        field = augment.displacement_field(image.shape, sigma, grid, np.random.default_rng(seed))
-        _compare(name, where, image, field, expected, got,
-                 "draw the field with exactly one call, displacement_field(image.shape, sigma, "
-                 "grid, rng), and take nothing else from rng; then warp image and mask with it")
+    # 3.-5. the reference's field from the same generator; the lattice carries the vectors
+    for shape, sigma, grid, seed in (((33, 33), 10.0, 3, 1), ((25, 41), 4.0, 3, 2),
+                                     ((31, 46), 2.5, 4, 3)):
+        where = f"'a {shape[0]} x {shape[1]} image, sigma={sigma:g}, grid={grid}, seed {seed}'"
+        got, expected = run(shape, sigma, grid, seed, where), _reference_field(shape, sigma,
+                                                                                 grid, seed)
+        diff = np.abs(got - expected)
+        if diff.max() > IMAGE_TOLERANCE:
+            at = tuple(int(i) for i in np.unravel_index(diff.argmax(), diff.shape))
+            raise AssertionError(f"{name} gives a wrong field on {where}: at {at} expected "
+                                 f"{expected[at]:.6g}, got {got[at]:.6g}.\nHint: "
+                                 + _field_hint(shape, sigma, grid, seed, got))
         n += 1
-    report_passed(POINTS, name, n, points)
+    # 6. it bends smoothly: no neighbours more than a pixel apart at the paper's strain
+    where = "'a 64 x 64 image at the paper's strain (sigma = 0.035 x 31.5 px)'"
+    field = run((64, 64), augment.PAPER_STRAIN * 31.5, 3, 7, where)
+    if augment.field_strain(field) > 0.5:
+        raise AssertionError(f"{name}'s field changes by {augment.field_strain(field):.2f} px "
+                             f"per px on {where}: that is not smooth.\nHint: interpolate the "
+                             "few lattice vectors; do not draw a vector per pixel")
+    n += 1
+    report_passed(POINTS, "field", n, points)
 
 
 # --------------------------------------------------------------------------- Q3 the experiment
@@ -302,23 +333,68 @@ EXPERIMENT_KEYS = {"seeds": "the seeds you ran, e.g. [0, 1]",
                    "flips_elastic": "validation Dice per seed, flips + elastic deformation",
                    "seconds": "the whole comparison's training time in seconds"}
 
+#: Q3's experiment as the notebook states it; the check trains it again from these alone.
+EXPERIMENT = dict(images=12, size=64, data_seed=9, train=4, depth=2, width=8, epochs=80,
+                  batch_size=4, lr=1e-2)
+#: The two designs: flips, and flips + the paper's strain on whole 64 px images.
+DESIGNS = {"flips": augment.Augment(flip_rotate=True, elastic=False, intensity=False),
+           "flips_elastic": augment.Augment(flip_rotate=True, elastic=True, intensity=False,
+                                            strain=augment.PAPER_STRAIN)}
+#: A re-run must give the recorded Dice to this much (same code, one thread: the same).
+REPRODUCE_TOLERANCE = 1e-3
+#: At most this many recorded runs are trained again (a few seconds each).
+MAX_RERUNS = 6
 
-def check_experiment(result, points: float | None = None) -> None:
-    """Check the form of the recorded comparison: a dict with ``seeds`` (at least two
-    distinct ints), ``flips`` and ``flips_elastic`` (one Dice in [0, 1] per seed) and
-    ``seconds`` (a positive number).
+
+class _one_thread:
+    """Train on one thread, as the notebook does: the runs are then bit for bit repeatable."""
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.threads)
+
+
+@functools.lru_cache(maxsize=None)      # a run is a pure function of (design, seed)
+def reference_run(design: str, seed: int) -> float:
+    """The validation Dice of one Q3 run, trained from ``EXPERIMENT`` and ``DESIGNS`` alone.
 
     Example:
-        >>> check_experiment({"seeds": [0, 1], "flips": [0.81, 0.79],
-        ...                   "flips_elastic": [0.75, 0.8], "seconds": 12.5})
-        experiment: all 4 checks passed - 2 points
-        >>> check_experiment({"seeds": [0, 1], "flips": [0.81, 79.0],
-        ...                   "flips_elastic": [0.75, 0.8], "seconds": 12.5})
-        Traceback (most recent call last):
-        ...
-        AssertionError: result['flips'][1] is 79, not a Dice in [0, 1].
-        Hint: record the validation Dice as a fraction (evaluate(...)['dice']), not a percentage
+        >>> 0 <= reference_run("flips", 0) <= 1
+        True
     """
+    e = EXPERIMENT
+    images, masks = synthetic_membranes(n=e["images"], size=e["size"], seed=e["data_seed"])
+    with _one_thread():
+        torch.manual_seed(seed)
+        net = UNet(1, 2, depth=e["depth"], base_width=e["width"], norm="batch")
+        data = augment.AugmentedDataset(images[:e["train"]], masks[:e["train"]],
+                                        DESIGNS[design], seed=seed)
+        fit(net, data, epochs=e["epochs"], batch_size=e["batch_size"], lr=e["lr"],
+            loss_fn=dice_ce_loss, seed=seed, device="cpu", progress=False)
+        return float(evaluate(net, (images[e["train"]:], masks[e["train"]:]),
+                              loss_fn=dice_ce_loss)["dice"])
+
+
+def _number(v, where: str) -> float:
+    if hasattr(v, "item"):                       # a numpy or torch scalar
+        try:
+            v = v.item()
+        except (ValueError, RuntimeError):
+            pass
+    if not isinstance(v, Real) or isinstance(v, bool) or math.isnan(v):
+        raise AssertionError(f"{where} is {v!r:.40}, not a number; record "
+                             "evaluate(...)['dice'], a float")
+    if not 0 <= v <= 1:
+        raise AssertionError(f"{where} is {v:g}, not a Dice in [0, 1].\nHint: record the "
+                             "validation Dice as a fraction (evaluate(...)['dice']), not a "
+                             "percentage")
+    return float(v)
+
+
+def _check_form(result) -> None:
     if not isinstance(result, dict):
         raise AssertionError(f"result is {type(result).__name__}, not a dict; record it as "
                              "result = {" + ", ".join(f"'{k}': ..." for k in EXPERIMENT_KEYS) + "}")
@@ -339,21 +415,60 @@ def check_experiment(result, points: float | None = None) -> None:
             raise AssertionError(f"result['{key}'] is {values!r:.60}; record one Dice per seed "
                                  f"({len(seeds)} numbers, in the order of result['seeds'])")
         for i, v in enumerate(values):
-            if hasattr(v, "item"):                       # a numpy or torch scalar
-                try:
-                    v = v.item()
-                except (ValueError, RuntimeError):
-                    pass
-            if not isinstance(v, Real) or isinstance(v, bool) or math.isnan(v):
-                raise AssertionError(f"result['{key}'][{i}] is {v!r:.40}, not a number; "
-                                     "record evaluate(...)['dice'], a float")
-            if not 0 <= v <= 1:
-                raise AssertionError(f"result['{key}'][{i}] is {v:g}, not a Dice in [0, 1].\n"
-                                     "Hint: record the validation Dice as a fraction "
-                                     "(evaluate(...)['dice']), not a percentage")
+            _number(v, f"result['{key}'][{i}]")
     seconds = result["seconds"]
     if not (isinstance(seconds, Real) and not isinstance(seconds, bool)
             and math.isfinite(seconds) and seconds > 0):
         raise AssertionError(f"result['seconds'] is {seconds!r:.40}; record the training time "
                              "in seconds, e.g. time.perf_counter() before and after")
-    report_passed(POINTS, "experiment", 4, points)
+
+
+def check_experiment(result, run: Callable | None = None, points: float | None = None,
+                     rng=None) -> None:
+    """Check the recorded comparison, then train it again.
+
+    The form: a dict with ``seeds`` (at least two distinct ints), ``flips`` and
+    ``flips_elastic`` (one Dice in [0, 1] per seed) and ``seconds`` (a positive number).
+    Then up to ``MAX_RERUNS`` recorded (design, seed) pairs are trained again from the
+    exercise's settings (:func:`reference_run`) and must give the recorded Dice to
+    ``REPRODUCE_TOLERANCE``; with ``run`` (your function), one pair drawn at random is also
+    re-run through it. ``rng`` seeds that draw (default: unpredictable).
+
+    Example:
+        >>> check_experiment({"seeds": [0, 1], "flips": [0.81, 79.0],
+        ...                   "flips_elastic": [0.75, 0.8], "seconds": 12.5})
+        Traceback (most recent call last):
+        ...
+        AssertionError: result['flips'][1] is 79, not a Dice in [0, 1].
+        Hint: record the validation Dice as a fraction (evaluate(...)['dice']), not a percentage
+    """
+    _check_form(result)
+    pairs = [(design, int(seed), _number(result[design][i], f"result['{design}'][{i}]"))
+             for design in DESIGNS for i, seed in enumerate(result["seeds"])]
+    rng = np.random.default_rng(rng)
+    order = rng.permutation(len(pairs))
+    for k in order[:MAX_RERUNS]:
+        design, seed, recorded = pairs[k]
+        again = reference_run(design, seed)
+        if abs(again - recorded) > REPRODUCE_TOLERANCE:
+            raise AssertionError(
+                f"result['{design}'] records Dice {recorded:.4f} for seed {seed}, but training "
+                f"that run again with the exercise's settings gives {again:.4f}.\nHint: record "
+                "what run(...) returns, unchanged; run must follow Q3's steps exactly "
+                "(torch.manual_seed(seed), tiny_unet(), AugmentedDataset(..., seed=seed), "
+                "fit(...) with EPOCHS, BATCH_SIZE, LR, dice_ce_loss) on one thread, with "
+                "FLIPS and FLIPS_ELASTIC as given")
+    n = 5
+    if run is not None:
+        design, seed, recorded = pairs[order[0]]
+        with _one_thread():
+            mine = _number(call_student(run, "run", DESIGNS[design], seed,
+                                        where=f"design {design}, seed {seed}"),
+                           f"run({design}, {seed})")
+        if abs(mine - recorded) > REPRODUCE_TOLERANCE:
+            raise AssertionError(f"run(FLIPS{'_ELASTIC' if 'elastic' in design else ''}, {seed}) "
+                                 f"gives Dice {mine:.4f} now, but result['{design}'] records "
+                                 f"{recorded:.4f} for seed {seed}.\nHint: record what run "
+                                 "returns, in the order of result['seeds']")
+        n += 1
+    report_passed(POINTS, "experiment", n, points)
