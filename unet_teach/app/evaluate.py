@@ -13,7 +13,11 @@ scores, per image and their mean over images (:mod:`unet_teach.metrics`):
   of that value (255 for the ISBI 2012 labels, whose cell interiors are white), compared as
   segmentations: ``rand_error`` (1 - adapted Rand F-score) and the variation of information
   ``vi_split``/``vi_merge`` in bits (:func:`unet_teach.metrics.rand_error`,
-  :func:`unet_teach.metrics.variation_of_information`, on the masks as stored).
+  :func:`unet_teach.metrics.variation_of_information`, on the masks as stored), and the
+  ``warping_error``: the fraction of pixels that stay wrong when the truth is warped onto the
+  prediction without changing its topology - boundary shifts cost nothing; merges, splits,
+  and cells or holes added or lost cost the pixels no such warp can fix
+  (:func:`unet_teach.metrics.warping_error`).
 
 ``csv`` writes the table; ``report`` a quality-control page (:mod:`unet_teach.app.report`).
 """
@@ -30,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..metrics import (dice_per_class, iou_per_class, pixel_error, rand_error,
-                       variation_of_information)
+                       variation_of_information, warping_error)
 from .images import (NORMALIZATION, InputError, check_outputs, check_same_size, list_images,
                      load_image, pair_files, read_mask, write_atomic)
 
@@ -62,6 +66,7 @@ def scores(pred: np.ndarray, truth: np.ndarray, values: list[int],
     if regions is not None:
         row["rand_error"] = rand_error(pred, truth, regions)
         row["vi_split"], row["vi_merge"] = variation_of_information(pred, truth, regions)
+        row["warping_error"] = warping_error(pred, truth, regions)
     return row
 
 
