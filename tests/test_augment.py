@@ -162,12 +162,14 @@ def test_lattice_vectors_have_standard_deviation_sigma():
                              for s in range(300)])              # 5400 values
     assert abs(values.std() - sigma) < 0.05 * sigma
     assert abs(values.mean()) < 0.05 * sigma
-    # a field drawn with strain: the paper's lattice over the image, sigma scaled with it
+    # a field drawn with strain: the paper's lattice over the image with sigma scaled with
+    # it (points 16 px apart, sigma 8 px), centred
     shape = (33, 33)
-    ys, xs = lattice_points(shape, 3).astype(int)
-    values = np.concatenate([displacement_field(shape, rng=s, strain=0.5)[:, ys, xs].ravel()
-                             for s in range(300)])
-    assert abs(values.std() - 0.5 * 16) < 0.05 * 0.5 * 16
+    for s in range(20):
+        drawn = lattice_displacements(3, 0.5 * 16, rng=s)
+        plain = interpolate_lattice(drawn, shape)
+        np.testing.assert_allclose(displacement_field(shape, rng=s, strain=0.5),
+                                   plain - plain.mean(axis=(1, 2), keepdims=True), atol=1e-9)
 
 
 def _largest_gradient_and_folds(field):
@@ -537,17 +539,25 @@ def test_elastic_torch_agrees_with_scipy_under_the_same_field():
 
 
 def test_elastic_torch_displacements_have_standard_deviation_sigma():
-    # Deform the pixel coordinates themselves: at the lattice's centre pixel the output
-    # minus the input is that pixel's displacement, drawn with standard deviation sigma.
+    # A 3 x 3 lattice over a 33 px image (points 16 px apart): the corner and the centre
+    # pixels are lattice points, so corner minus centre is v_corner - v_centre, whatever
+    # the centring: standard deviation sigma * sqrt(2).
     n, size, sigma = 1000, 33, 3.0
-    ramp = torch.arange(size, dtype=torch.float64)
-    coords = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"))        # 2 x H x W
-    # strain: the paper's 3 x 3 lattice over the 33 px image, points 16 px apart
-    out, _ = elastic_torch(coords.expand(n, 2, size, size).clone(), strain=sigma / 16,
-                           generator=torch.Generator().manual_seed(0))
-    d = (out - coords)[:, :, size // 2, size // 2]                           # N x 2
-    assert abs(d.std().item() - sigma) < 0.05 * sigma
+    fields = augment.random_fields_torch(n, (size, size), sigma, 16.0,
+                                         torch.Generator().manual_seed(0)).double()
+    d = fields[:, :, 0, 0] - fields[:, :, size // 2, size // 2]              # N x 2
+    assert abs(d.std().item() - sigma * 2 ** 0.5) < 0.05 * sigma * 2 ** 0.5
     assert abs(d.mean().item()) < 0.05 * sigma
+    assert fields.mean(dim=(2, 3)).abs().max() < 1e-5                       # centred
+    # and elastic_torch with strain= draws the same lattice: sigma = strain x 16 px
+    ramp = torch.arange(size, dtype=torch.float64)
+    coords = torch.stack(torch.meshgrid(ramp, ramp, indexing="ij"))
+    out, _ = elastic_torch(coords.expand(4, 2, size, size).clone(), strain=sigma / 16,
+                           generator=torch.Generator().manual_seed(0))
+    inner = (slice(None), slice(None), slice(12, 21), slice(12, 21))          # far from borders
+    same = augment.random_fields_torch(4, (size, size), sigma, 16.0,
+                                       torch.Generator().manual_seed(0)).double()
+    np.testing.assert_allclose((out - coords)[inner].numpy(), same[inner].numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("images, masks, kwargs, match", [
@@ -594,4 +604,4 @@ def test_elastic_torch_bends_a_window_like_the_papers_tile():
     ours = np.median([_largest_gradient_and_folds(displacement_field((128, 128), rng=s))[0]
                       for s in range(500)])
     assert abs(np.median([g for g, _ in drawn]) - ours) < 0.02
-    assert fields.std() > 5                                     # and it does move pixels
+    assert fields.std() > 1                    # and it does move pixels (centred: no shift)

@@ -251,6 +251,8 @@ def displacement_field(shape, sigma: float | None = None, spacing: float | None 
     vectors (default ``PAPER_SIGMA`` = 10), and the image sits at a random place on it, so a
     window cut from a slice gets the piece of the field that covers it and feels the paper's
     strain whatever its size. Draws: the vectors (``lattice_displacements``), then the offset.
+    The field is centred (its mean displacement is 0): a shift of the whole image adds
+    nothing a random crop does not, and would pull the mirrored border into a small window.
 
     ``strain`` serves a whole image shown small (a 64 px synthetic image standing for a whole
     tile): the paper's 3 x 3 lattice squeezed into it, ``sigma = strain x spacing``
@@ -270,7 +272,11 @@ def displacement_field(shape, sigma: float | None = None, spacing: float | None 
     coarse = lattice_displacements(grid, sigma, rng)
     spare = [(g - 1) * spacing - (n - 1) for g, n in zip(grid, _hw(shape))]
     offset = [rng.uniform(0.0, max(s, 0.0)) for s in spare]
-    return interpolate_lattice(coarse, shape, spacing, offset)
+    field = interpolate_lattice(coarse, shape, spacing, offset)
+    # Centred: a shift of the whole image teaches nothing a random crop does not, and on a
+    # small window it would pull the mirrored border tens of pixels in. The strain (the
+    # gradients) is unchanged.
+    return field - field.mean(axis=(1, 2), keepdims=True)
 
 
 def field_strain(field: np.ndarray) -> float:
@@ -703,8 +709,9 @@ def random_fields_torch(n: int, shape, sigma: float, spacing: float,
     at = torch.stack([(2 * lx / (gx - 1) - 1)[:, None, :].expand(n, h, w),
                       (2 * ly / (gy - 1) - 1)[:, :, None].expand(n, h, w)], dim=-1)
     mode = "bicubic" if _order((gy, gx)) == 3 else "bilinear"
-    return F.grid_sample(coarse, at, mode=mode, padding_mode="reflection",
-                         align_corners=True)                               # N x 2 x H x W
+    field = F.grid_sample(coarse, at, mode=mode, padding_mode="reflection",
+                          align_corners=True)                              # N x 2 x H x W
+    return field - field.mean(dim=(2, 3), keepdim=True)      # centred, as displacement_field
 
 
 def elastic_torch(images: torch.Tensor, masks: torch.Tensor | None = None,
