@@ -13,6 +13,7 @@ matplotlib and pooch):
 * :mod:`unet_teach.train`    - a readable fit loop and safe checkpoints
 * :mod:`unet_teach.metrics`  - pixel accuracy, Dice, IoU, Rand error, variation of information
 * :mod:`unet_teach.stats`    - comparing two sets of runs: difference of means, 95 % interval
+* :mod:`unet_teach.curve`    - chapter 9's experiment: the learning curve, U-Net against N4
 * :mod:`unet_teach.infer`    - whole-image and overlap-tile prediction
 * :mod:`unet_teach.plot`     - overlays, panels, training curves, Markdown tables
 * :mod:`unet_teach.profile`  - the training budget for this machine (fast on CPU, full on CUDA)
