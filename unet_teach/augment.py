@@ -127,9 +127,9 @@ def _order(grid) -> int:
 PAPER_TILE, PAPER_GRID = 572, 3
 #: The paper's standard deviation of the lattice vectors, in pixels.
 PAPER_SIGMA = 10.0
-#: The paper's distance between lattice points, in pixels: 3 points over a 572 px tile.
+#: The paper's distance between lattice points in pixels (3 points over a 572 px tile).
 PAPER_SPACING = (PAPER_TILE - 1) / (PAPER_GRID - 1)       # 285.5
-#: sigma per pixel of spacing, the paper's (0.035): for whole images shown small.
+#: Sigma per pixel of lattice spacing, the paper's 0.035 (for whole images shown small).
 PAPER_STRAIN = PAPER_SIGMA / PAPER_SPACING
 
 

@@ -375,8 +375,10 @@ def warp_toward(target, pred) -> np.ndarray:
     outside the image count as membrane: a cell can be dented from the image border, and two
     membranes that both reach the border are joined through the outside.
 
-    Example - a one-pixel gap in a membrane line joins two cells; the warped truth keeps the
-    line closed, so the gap is the one pixel left over:
+    Example:
+        A one-pixel gap in a membrane line joins two cells; the warped truth keeps the
+        line closed, so the gap is the one pixel left over.
+
         >>> cells = np.array([[1, 1, 0, 1, 1]] * 3)     # 1 = cell, 0 = membrane
         >>> gap = cells.copy(); gap[1, 2] = 1
         >>> (warp_toward(cells, gap) != gap).astype(int)
@@ -474,7 +476,9 @@ def warping_error(pred, target, regions: int = 0) -> float:
     0.1 in Fiji's documented example). So the numbers here are not the challenge's, and which
     variant gave the U-Net paper's 0.000353 we could not check.
 
-    Example - two cells, a membrane line between them:
+    Example:
+        Two cells, a membrane line between them.
+
         >>> target = np.array([[0, 0, 1, 0, 0]] * 3)     # 1 = membrane
         >>> warping_error(target, target)
         0.0

@@ -336,7 +336,7 @@ EXPERIMENT_KEYS = {"seeds": "the seeds you ran, e.g. [0, 1]",
 #: Q3's experiment as the notebook states it; the check trains it again from these alone.
 EXPERIMENT = dict(images=12, size=64, data_seed=9, train=4, depth=2, width=8, epochs=80,
                   batch_size=4, lr=1e-2)
-#: The two designs: flips, and flips + the paper's strain on whole 64 px images.
+#: The two designs, flips and flips + the paper's strain on whole 64 px images.
 DESIGNS = {"flips": augment.Augment(flip_rotate=True, elastic=False, intensity=False),
            "flips_elastic": augment.Augment(flip_rotate=True, elastic=True, intensity=False,
                                             strain=augment.PAPER_STRAIN)}
