@@ -2,7 +2,8 @@
 unet_teach.curve, and U-Net against Ciresan's N4 patch classifier at equal wall-clock time.
 
     python scripts/learning_curve.py [--seeds 0 1 2 3 4] [--n 1 2 4 8] [--steps 600]
-                                     [--duel-n 1 8] [--out results/learning-curve-cpu-DATE]
+                                     [--duel-n 8] [--times 1 8]
+                                     [--out results/learning-curve-cpu-DATE]
 
 Needs the ISBI 2012 slices ($UNET_TEACH_DATA, see README). Run it with nothing else on the
 machine: the duel gives the patch classifier the U-Net's measured training seconds. The
