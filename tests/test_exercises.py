@@ -579,6 +579,8 @@ def test_exercise_4_and_5_checks_name_the_usual_mistakes(case):
     ({"seeds": [0], "flips": [0.8], "flips_elastic": [0.7], "seconds": 3.0}, "at least two"),
     ({"seeds": [1, 1], "flips": [0.8, 0.7], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
      "at least two different seeds"),
+    ({"seeds": [0, -1], "flips": [0.8, 0.7], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
+     "ints >= 0"),
     ({"seeds": [0, 1], "flips": [0.8], "flips_elastic": [0.7, 0.6], "seconds": 3.0},
      "one Dice per seed"),
     ({"seeds": [0, 1], "flips": [80.0, 70.0], "flips_elastic": [0.7, 0.6], "seconds": 3.0},

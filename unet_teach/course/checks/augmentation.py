@@ -406,6 +406,9 @@ def _check_form(result) -> None:
     if not (isinstance(seeds, (list, tuple)) and all(isinstance(s, (int, np.integer))
                                                       and not isinstance(s, bool) for s in seeds)):
         raise AssertionError(f"result['seeds'] is {seeds!r:.60}; record a list of int seeds")
+    if any(s < 0 for s in seeds):
+        raise AssertionError(f"result['seeds'] is {list(seeds)}; seeds are ints >= 0, as "
+                             "torch.manual_seed and AugmentedDataset take them")
     if len(set(int(s) for s in seeds)) != len(seeds) or len(seeds) < 2:
         raise AssertionError(f"result['seeds'] is {list(seeds)}; run at least two different "
                              "seeds: one run cannot tell a design's effect from luck")
