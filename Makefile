@@ -23,7 +23,7 @@ install: $(STAMP)
 
 # Execute every chapter and build the HTML book into _build/html; warnings are errors.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	UNET_TEACH_BOOK_BUILD=1 $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 # The whole test suite: the package's doctests, tests/ (which builds the book, executing
 # every chapter once) and every exercise solution notebook under nbval.

@@ -25,6 +25,7 @@ def build():
     # The kernels must use matplotlib's inline backend, or figures never reach the page:
     # drop a non-interactive backend the test process may have chosen.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["UNET_TEACH_BOOK_BUILD"] = "1"      # glue pastes into the text instead of printing
     start = time.perf_counter()
     proc = subprocess.run([str(exe), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
                           cwd=ROOT, capture_output=True, text=True, env=env)

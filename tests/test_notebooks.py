@@ -71,3 +71,26 @@ def test_prose_is_written_not_generated(path):
         assert "markdown_table(" in source, f"{path.name} cell {i}: Markdown without a table"
         assert " if " not in source.split("Markdown(", 1)[1].split("markdown_table(")[0], (
             f"{path.name} cell {i}: a caption chosen by an if")
+
+
+def test_a_chapter_run_outside_the_book_shows_every_number_its_text_quotes(monkeypatch):
+    # Opened in Jupyter or Colab, the text's {glue:text}`name` roles stay raw: each value
+    # must appear in a cell's output (plot.glue prints `name = value` outside the build).
+    # Chapter 3 is the shortest chapter that quotes measured values.
+    import re
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = ROOT / "notebooks" / "03_sliding_window_cost.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    quoted = {m for c in nb.cells if c.cell_type == "markdown"
+              for m in re.findall(r"\{glue:text\}`([A-Za-z0-9_]+)", c.source)}
+    assert quoted, "chapter 3 quotes no glued value"
+    monkeypatch.delenv("UNET_TEACH_BOOK_BUILD", raising=False)   # the kernel inherits it
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.outputs if o.output_type == "stream")
+    missing = sorted(k for k in quoted if not re.search(rf"^{k} = \S", printed, re.M))
+    assert not missing, f"values the text quotes but the run does not show: {missing}"

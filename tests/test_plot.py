@@ -315,5 +315,17 @@ def test_glue_without_the_book_build_stack(monkeypatch, capsys):
     import sys
     from unet_teach.plot import glue
     monkeypatch.setitem(sys.modules, "myst_nb.ext.glue", None)
+    monkeypatch.delenv("UNET_TEACH_BOOK_BUILD", raising=False)
     assert glue("x", np.float32(0.5), display=True) is None
     assert "x = 0.5" in capsys.readouterr().out
+
+
+def test_glue_prints_only_outside_the_book_build(monkeypatch, capsys):
+    from unet_teach.plot import glue
+    monkeypatch.delenv("UNET_TEACH_BOOK_BUILD", raising=False)
+    glue("ratio", 2 / 3)
+    glue("name", "NVIDIA H200")
+    assert capsys.readouterr().out == "ratio = 0.6667\nname = NVIDIA H200\n"
+    monkeypatch.setenv("UNET_TEACH_BOOK_BUILD", "1")          # the book pastes it instead
+    glue("ratio", 2 / 3)
+    assert capsys.readouterr().out == ""

@@ -8,6 +8,8 @@ blue, green, purple, ...
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
@@ -211,29 +213,48 @@ def markdown_table(header, rows, formats=None) -> str:
 
 # --------------------------------------------------------------------------- measured values
 
+#: Set by the book's build (``make book``, tests/test_book.py). There myst-nb pastes every
+#: glued value into the text, so a glue cell shows nothing. Anywhere else (Jupyter, Colab,
+#: the GPU check) the text shows its ``{glue:text}`` roles raw, so the value is printed
+#: where it is glued: ``name = value``.
+BOOK_BUILD = "UNET_TEACH_BOOK_BUILD"
+
+
+def _shown(value) -> str:
+    """A glued value as a reader needs it: 4 significant digits for a float."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def glue(name: str, value, display: bool = False) -> None:
     """Record a measured value under ``name`` for the chapter's text, where the book's
-    Markdown quotes it as ``{glue:text}`name:.3f```. In the book build this is myst-nb's
-    ``glue``; anywhere else (Colab, a plain Jupyter) nothing is recorded and, with
-    ``display=True``, the value is printed. Returns ``None``, so that a cell ending in a
-    ``glue`` call shows no stray number on the page.
+    Markdown quotes it as ``{glue:text}`name:.3f```. In the book's build this is myst-nb's
+    ``glue`` and the cell shows nothing; anywhere else (Colab, a plain Jupyter) the value
+    is printed as ``name = value``, next to the text that quotes it (and recorded too where
+    myst-nb is installed, so that a book built without ``make book`` still has it).
+    Returns ``None``, so that a cell ending in a ``glue`` call shows no stray number.
 
     Example:
-        >>> glue("dice_unet", 0.912)                 # shows nothing
+        >>> glue("dice_unet", 0.912)                 # outside the book build: printed
+        dice_unet = 0.912
         >>> glue("share", np.float64(0.25))          # stored as the Python number 0.25
+        share = 0.25
     """
     if isinstance(value, (np.generic, np.ndarray, torch.Tensor)) and np.ndim(value) == 0:
         # numpy 2 shows np.float64(0.5) as "np.float64(0.5)", which the book's number
         # formats ({glue:text}`name:.3f`) cannot read: store a plain Python number
         value = value.item()
+    in_book = bool(os.environ.get(BOOK_BUILD))
     try:
         # myst-nb's glue imports docutils when called: a machine with myst-nb but without
         # the book's build stack (the GPU check's) has nothing to record into either
         from myst_nb import glue as myst_glue
-        myst_glue(name, value, display=display)
+        myst_glue(name, value, display=display and in_book)
     except ImportError:                       # outside the book: nothing to record into
-        if display:
-            print(f"{name} = {value}")
+        pass
+    if not in_book:
+        print(f"{name} = {_shown(value)}")
 
 
 # --------------------------------------------------------------------------- diagrams
