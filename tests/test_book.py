@@ -5,6 +5,7 @@ every figure and number in the book comes from code that ran). It writes _build/
 same place `make book` does.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -14,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from unet_teach import plot
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
+FIGURES = ROOT / "_build" / "figures.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,9 @@ def build():
     # drop a non-interactive backend the test process may have chosen.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["UNET_TEACH_BOOK_BUILD"] = "1"      # glue pastes into the text instead of printing
+    FIGURES.parent.mkdir(exist_ok=True)
+    FIGURES.unlink(missing_ok=True)
+    env[plot.FIGURE_LOG] = str(FIGURES)     # every figure the chapters save is recorded
     start = time.perf_counter()
     proc = subprocess.run([str(exe), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
                           cwd=ROOT, capture_output=True, text=True, env=env)
@@ -114,3 +121,19 @@ def test_result_tables_render_as_tables(build):
     for chapter in ["01_pixel_classification", "03_sliding_window_cost", "05_fully_convolutional",
                     "06_unet", "07_reference_unets"]:
         assert "<table" in page(f"notebooks/{chapter}.html"), chapter
+
+
+def test_every_figure_is_legible_in_the_column(build):
+    """No text in any chapter's figure renders below plot.MIN_TEXT_PX once the page shrinks
+    the PNG to the text column: the build recorded each figure's width and smallest font."""
+    records = [json.loads(line) for line in FIGURES.read_text().splitlines()]
+    assert len(records) > 50, f"only {len(records)} figures recorded: is the hook installed?"
+    small = []
+    for r in records:
+        if r["min_font_pt"] is None:
+            continue
+        px = plot.rendered_text_px(r["min_font_pt"], r["dpi"], r["png_width"])
+        if px < plot.MIN_TEXT_PX:
+            small.append(f"{px:.1f} px: {r['min_font_pt']} pt {r['min_font_text']!r} in a "
+                         f"{r['png_width']} px figure drawn by: {r['cell'][:80]!r}")
+    assert not small, "text too small to read on the page:\n" + "\n".join(small)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
+from unet_teach import plot
 from unet_teach.plot import (CLASS_COLORS, class_cmap, overlay, plot_history, show_grid,
                              show_panels)
 
@@ -228,9 +234,9 @@ def test_draw_patch_classifier_labels_n4_map_sizes():
     # Ciresan's N4, worked by hand: 95 -conv4-> 92 -pool-> 46 -conv5-> 42 -pool-> 21
     # -conv4-> 18 -pool-> 9 -conv4-> 6 -pool-> 3; then 48*3*3 = 432 -> 200 -> 2
     sides = [92, 46, 42, 21, 18, 9, 6, 3]
-    assert "1 × 95 × 95" in texts
+    assert "1 ×\n95 × 95" in texts                  # maps on one line, the side below
     for s in sides:
-        assert f"48 × {s} × {s}" in texts, s
+        assert f"48 ×\n{s} × {s}" in texts, s
     for units in ("432", "200", "2"):
         assert units in texts
     assert texts.count("conv 4×4") == 3 and texts.count("conv 5×5") == 1
@@ -329,3 +335,22 @@ def test_glue_prints_only_outside_the_book_build(monkeypatch, capsys):
     monkeypatch.setenv("UNET_TEACH_BOOK_BUILD", "1")          # the book pastes it instead
     glue("ratio", 2 / 3)
     assert capsys.readouterr().out == ""
+
+
+def test_the_figure_hook_records_width_and_smallest_text(tmp_path):
+    # in a fresh interpreter: the hook replaces matplotlib's print_figure for the process
+    log = tmp_path / "figures.jsonl"
+    code = (
+        "import io, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+        "from unet_teach import plot\n"
+        "fig, ax = plt.subplots(figsize=(15, 3), dpi=100)\n"
+        "ax.set_title('big'); ax.text(0.5, 0.5, 'tiny', fontsize=7)\n"
+        "fig.canvas.print_figure(io.BytesIO(), format='png', dpi=100)\n")
+    env = {**os.environ, plot.FIGURE_LOG: str(log)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["png_width"] == 1500 and record["dpi"] == 100
+    assert (record["min_font_pt"], record["min_font_text"]) == (7, "tiny")
+    # 7 pt at 100 dpi is 9.7 px, shrunk by 676 / 1500: far below the 9 px the book needs
+    assert plot.rendered_text_px(7, 100, 1500) < plot.MIN_TEXT_PX
+    assert plot.rendered_text_px(10, 100, 960) >= plot.MIN_TEXT_PX

@@ -9,6 +9,7 @@ blue, green, purple, ...
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ def show_panels(image, mask=None, pred=None, titles: tuple[str, ...] | None = No
     return axes
 
 
-def show_grid(images, masks=None, ncols: int = 4, size: float = 2.6, titles=None):
+def show_grid(images, masks=None, ncols: int = 4, size: float = 2.4, titles=None):
     """A grid of images, overlaid with their masks when given. Returns the figure.
 
     Example:
@@ -132,7 +133,7 @@ def show_grid(images, masks=None, ncols: int = 4, size: float = 2.6, titles=None
             ax.imshow(overlay(images[i], masks[i]) if masks is not None else _gray(images[i]),
                       interpolation="nearest")
             if titles is not None:
-                ax.set_title(titles[i], fontsize=9)
+                ax.set_title(titles[i], fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -149,7 +150,7 @@ def plot_history(history: dict[str, list], axes=None):
     """
     has_val = bool(history.get("val_dice"))
     if axes is None:
-        _, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5, 3.4))
+        _, axes = plt.subplots(1, 2 if has_val else 1, figsize=(FIGURE_WIDTH if has_val else FIGURE_WIDTH / 2, 3.4))
     axes = np.atleast_1d(axes)
     epochs = history["epoch"]
     axes[0].plot(epochs, history["train_loss"], "o-", label="train loss")
@@ -257,6 +258,89 @@ def glue(name: str, value, display: bool = False) -> None:
         print(f"{name} = {_shown(value)}")
 
 
+# --------------------------------------------------------------------------- figure sizes
+#
+# The book's text column is COLUMN_PX wide (measured: the article column of the built pages
+# in a 1280 px browser window). A PNG wider than that is shrunk to fit, and its text with
+# it: a 15-inch figure with 10 pt labels shows them 6 px tall. So figures are drawn at
+# most FIGURE_WIDTH inches wide, and the book's build records every figure it saves to
+# check the size its smallest text renders at (tests/test_book.py, MIN_TEXT_PX).
+
+COLUMN_PX = 676                     # the column, in CSS px, at a 1280 px window
+FIGURE_WIDTH = 9.6                  # inches: 10 pt text then renders at >= 9 px
+MIN_TEXT_PX = 9.0
+FIGURE_LOG = "UNET_TEACH_FIGURE_LOG"    # env: a JSON-lines file to record figures into
+
+
+def rendered_text_px(font_pt: float, dpi: float, png_width: int,
+                     column_px: int = COLUMN_PX) -> float:
+    """How tall (in CSS px) text of ``font_pt`` points shows on the page, for a figure saved
+    at ``dpi`` as a PNG ``png_width`` pixels wide: the PNG is shown at its own size, or
+    shrunk to the column when it is wider.
+
+    Example:
+        >>> round(rendered_text_px(10, 100, 1500), 1)    # a 15-inch figure: too small
+        6.3
+        >>> round(rendered_text_px(10, 100, 600), 1)     # narrower than the column
+        13.9
+    """
+    return font_pt * dpi / 72 * min(1.0, column_px / png_width)
+
+
+def _figure_record(fig, dpi: float, png: bytes) -> dict:
+    """What the size check needs to know about one saved figure."""
+    from io import BytesIO
+
+    from matplotlib.text import Text
+    from PIL import Image
+
+    width, height = Image.open(BytesIO(png)).size
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    smallest = min(texts, key=lambda t: t.get_fontsize(), default=None)
+    try:                                   # the cell that drew it, to find the figure again
+        from IPython import get_ipython
+        cell = get_ipython().user_ns["In"][-1]
+    except Exception:                      # not in IPython
+        cell = ""
+    return {"png_width": width, "png_height": height, "dpi": dpi,
+            "min_font_pt": smallest.get_fontsize() if smallest else None,
+            "min_font_text": smallest.get_text()[:40] if smallest else None,
+            "cell": cell[:200]}
+
+
+def record_figures(path: str | None = None) -> None:
+    """Append a record of every PNG matplotlib saves (its width in px, its dpi and its
+    smallest text in pt) to the JSON-lines file ``path`` (default: ``$UNET_TEACH_FIGURE_LOG``).
+    The book's test build turns it on, then checks each figure with
+    :func:`rendered_text_px`. Installed once; figures are saved exactly as before."""
+    import json
+    from io import BytesIO
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = path or os.environ.get(FIGURE_LOG)
+    original = FigureCanvasBase.print_figure
+    if not path or getattr(original, "records_to", None):
+        return
+
+    def print_figure(self, filename, *args, **kwargs):
+        result = original(self, filename, *args, **kwargs)
+        fmt = str(kwargs.get("format") or getattr(filename, "name", "png")).lower()
+        if isinstance(filename, BytesIO) and fmt.endswith("png"):   # the inline backend's
+            dpi = kwargs.get("dpi")
+            dpi = self.figure.dpi if dpi in (None, "figure") else float(dpi)
+            record = _figure_record(self.figure, dpi, filename.getvalue())
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(json.dumps(record) + "\n")
+        return result
+
+    print_figure.records_to = path
+    FigureCanvasBase.print_figure = print_figure
+
+
+record_figures()                         # a no-op unless $UNET_TEACH_FIGURE_LOG is set
+
+
 # --------------------------------------------------------------------------- diagrams
 #
 # Schematic figures drawn with matplotlib patches and arrows. Each one is drawn from the
@@ -277,7 +361,7 @@ def _axes(ax, figsize):
     return ax
 
 
-def _box(ax, x, y, w, h, text="", *, face=_PAPER, edge=_INK, dashed=False, fontsize=9,
+def _box(ax, x, y, w, h, text="", *, face=_PAPER, edge=_INK, dashed=False, fontsize=10,
          color=_INK, lw=1.2):
     """A rounded box with its lower-left corner at ``(x, y)``, text centred; returns the patch."""
     box = mpatches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.08",
@@ -289,7 +373,7 @@ def _box(ax, x, y, w, h, text="", *, face=_PAPER, edge=_INK, dashed=False, fonts
     return box
 
 
-def _arrow(ax, start, end, text=None, *, color=_INK, fontsize=8, offset=0.12, lw=1.3,
+def _arrow(ax, start, end, text=None, *, color=_INK, fontsize=10, offset=0.12, lw=1.3,
            ls="-"):
     """An arrow from ``start`` to ``end`` (data coordinates), labelled above its middle."""
     ax.annotate("", xy=end, xytext=start,
@@ -336,7 +420,7 @@ def draw_roadmap(chapters, ax=None, highlight=None, ncols: int = 4):
         if len(c) != 3 or c[2] not in ("written", "planned"):
             raise ValueError(f"each chapter is (number, title, 'written' or 'planned'), got {c!r}")
     nrows = int(np.ceil(len(chapters) / ncols))
-    ax = _axes(ax, (2.9 * ncols, 1.45 * nrows + 0.3))
+    ax = _axes(ax, (FIGURE_WIDTH, (1.45 * nrows + 0.3) * FIGURE_WIDTH / (2.9 * ncols)))
     w, h, gap_x, gap_y = 2.2, 0.9, 0.7, 0.55
     centres = []
     for i, (number, title, status) in enumerate(chapters):
@@ -345,9 +429,10 @@ def draw_roadmap(chapters, ax=None, highlight=None, ncols: int = 4):
         x, y = col * (w + gap_x), -row * (h + gap_y)
         planned = status == "planned"
         face = _ACCENT if number == highlight else ("white" if planned else _PAPER)
-        _box(ax, x, y, w, h, f"{number}. {title}" + ("\n(planned)" if planned else ""),
+        label = textwrap.fill(f"{number}. {title}", 18)    # 10 pt text fits 18 a line
+        _box(ax, x, y, w, h, label + ("\n(planned)" if planned else ""),
              face=face, dashed=planned, edge="0.55" if planned else _INK,
-             color="0.45" if planned else _INK, fontsize=8.5)
+             color="0.45" if planned else _INK, fontsize=10.5)
         centres.append((x, y))
     for i in range(len(chapters) - 1):
         (x0, y0), (x1, y1) = centres[i], centres[i + 1]
@@ -397,14 +482,14 @@ def draw_pixel_classification(image, scores, ax=None, class_names=("interior", "
         raise ValueError(f"{len(class_names)} class names for {k} score maps")
     probs = scores.softmax(dim=0).numpy()                     # K x H x W, sums to 1 per pixel
     labels = probs.argmax(axis=0)                             # H x W
-    ax = _axes(ax, (13, 3.6))
-    size, step, gap = 1.0, 0.32, 1.3                          # panel side, stack offset, gap
+    ax = _axes(ax, (FIGURE_WIDTH, 2.8))
+    size, step, gap = 1.0, 0.32, 2.0                          # panel side, stack offset, gap
     stack = size + step * (k - 1)
     x_img, x_sc = 0.0, size + gap
     x_pr = x_sc + stack + gap
     x_lab = x_pr + stack + gap
     _place(ax, _gray(image), x_img, 0, size)
-    ax.text(x_img + size / 2, -0.12, "image\n1 × H × W", ha="center", va="top", fontsize=8)
+    ax.text(x_img + size / 2, -0.12, "image\n1 × H × W", ha="center", va="top", fontsize=10)
     prob_im = None
     for c in reversed(range(k)):                              # class 0 drawn in front
         dx, dy = step * c, step * c
@@ -413,23 +498,24 @@ def draw_pixel_classification(image, scores, ax=None, class_names=("interior", "
         for x0 in (x_sc, x_pr):
             ax.add_patch(mpatches.Rectangle((x0 + dx, dy), size, size, fill=False, ec=_INK,
                                             lw=0.8))
-        ax.text(x_sc + dx + size + 0.03, dy + 0.02, f"$a_{c}$\n{class_names[c]}",
-                fontsize=7.5, va="bottom")
-        ax.text(x_pr + dx + size + 0.03, dy + 0.02, f"$p_{c}$\n{class_names[c]}",
-                fontsize=7.5, va="bottom")
+        # names right of the stack, the back map's at its top, the front one's at its foot
+        y_name, va = (dy + size, "top") if c == k - 1 else (dy, "bottom")
+        for x0, sym in ((x_sc, "a"), (x_pr, "p")):
+            ax.text(x0 + stack + 0.05, y_name, f"${sym}_{c}$: {class_names[c]}",
+                    fontsize=10.5, va=va)
     ax.text(x_sc + stack / 2, -0.12, f"scores\nK × H × W (K = {k})", ha="center", va="top",
-            fontsize=8)
+            fontsize=10)
     ax.text(x_pr + stack / 2, -0.12, "probabilities\nsum to 1 at each pixel", ha="center",
-            va="top", fontsize=8)
+            va="top", fontsize=10)
     _place(ax, overlay(image, labels), x_lab, 0, size)
-    ax.text(x_lab + size / 2, -0.12, "label map\nH × W, one class a pixel", ha="center",
-            va="top", fontsize=8)
+    ax.text(x_lab + size / 2, -0.12, "label map, H × W:\none class a pixel", ha="center",
+            va="top", fontsize=10)
     mid = size / 2
     _arrow(ax, (x_img + size, mid), (x_sc, mid), "net")
-    _arrow(ax, (x_sc + stack + 0.45, mid), (x_pr, mid), "softmax\nover K")
-    _arrow(ax, (x_pr + stack + 0.45, mid), (x_lab, mid), "argmax\nover K")
+    _arrow(ax, (x_sc + stack + 0.1, mid), (x_pr, mid), "softmax\nover K")
+    _arrow(ax, (x_pr + stack + 0.1, mid), (x_lab, mid), "argmax\nover K")
     if colorbar and prob_im is not None:
-        bar = ax.figure.colorbar(prob_im, ax=ax, fraction=0.025, pad=0.01)
+        bar = ax.figure.colorbar(prob_im, ax=ax, fraction=0.025, pad=0.04)
         bar.set_label("probability")
     return _finish(ax, (-0.05, x_lab + size + 0.05), (-0.55, stack + 0.1))
 
@@ -475,13 +561,13 @@ def draw_confusion_pixels(pred, truth, ax=None, cls: int = 1):
     names = ["TP (found)", "FP (wrongly claimed)", "FN (missed)", "TN (correctly left out)"]
     handles = [mpatches.Patch(fc=col, ec=_INK, label=f"{name}: {n}")
                for col, name, n in zip(_OUTCOME_COLORS, names, counts)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=9,
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=10,
               frameon=False)
     dice_value = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
     iou_value = tp / (tp + fp + fn) if tp + fp + fn else float("nan")
     ax.text(1.04, 0.28, f"Dice = 2TP / (2TP + FP + FN)\n       = {2 * tp} / {2 * tp + fp + fn}"
             f" = {dice_value:.3f}\nIoU  = TP / (TP + FP + FN)\n       = {tp} / {tp + fp + fn}"
-            f" = {iou_value:.3f}", transform=ax.transAxes, va="top", fontsize=9,
+            f" = {iou_value:.3f}", transform=ax.transAxes, va="top", fontsize=10,
             family="monospace")
     return ax
 
@@ -515,8 +601,8 @@ def draw_sliding_window(image, row: int, col: int, window: int, ax=None, net=Non
     img = _numpy(image).astype(np.float64)
     h, w = img.shape
     patch = extract_patch(img, row, col, window)
-    ax = _axes(ax, (13, 3.6))
-    size, gap = 1.0, 0.75
+    ax = _axes(ax, (FIGURE_WIDTH, 2.8))
+    size, gap, box = 1.0, 0.85, 1.9             # panel side, gap, CNN box width
     sx, sy = size / w, size / h                   # image pixel -> diagram units
     _place(ax, _gray(img), 0, 0, size)
     r = window // 2
@@ -525,13 +611,13 @@ def draw_sliding_window(image, row: int, col: int, window: int, ax=None, net=Non
                                     window * sx, window * sy, fill=False, ec=_ACCENT, lw=2))
     ax.plot([(col + 0.5) * sx], [size - (row + 0.5) * sy], "+", color=_ACCENT, ms=9, mew=2)
     ax.text(size / 2, -0.12, f"image, H × W = {h} × {w}\npixel ({row}, {col})", ha="center",
-            va="top", fontsize=8)
+            va="top", fontsize=10)
     x_patch = size + gap
     _place(ax, _gray(patch), x_patch, 0, size)
     ax.add_patch(mpatches.Rectangle((x_patch, 0), size, size, fill=False, ec=_ACCENT, lw=2))
     ax.plot([x_patch + size / 2], [size / 2], "+", color=_ACCENT, ms=12, mew=2)
     ax.text(x_patch + size / 2, -0.12, f"its patch, {window} × {window}\n(borders mirrored)",
-            ha="center", va="top", fontsize=8)
+            ha="center", va="top", fontsize=10)
     _arrow(ax, (size, size / 2), (x_patch, size / 2), "cut out")
     x_net = x_patch + size + gap
     if net is not None:
@@ -541,9 +627,9 @@ def draw_sliding_window(image, row: int, col: int, window: int, ax=None, net=Non
                             " + pool" for m in stages] + ["fc " + " → ".join(map(str, fc))])
     else:
         inside = "conv + pool\n...\nfully connected"
-    _box(ax, x_net, 0.05, 1.25, 0.9, "CNN\n" + inside, fontsize=7.5)
+    _box(ax, x_net, -0.1, box, 1.2, "CNN\n" + inside, fontsize=10)
     _arrow(ax, (x_patch + size, size / 2), (x_net, size / 2), "classify")
-    x_out = x_net + 1.25 + gap
+    x_out = x_net + box + gap
     shown = np.full((h, w), np.nan)
     if label_map is not None:
         done = np.arange(h * w).reshape(h, w) < row * w + col     # raster order so far
@@ -555,9 +641,9 @@ def draw_sliding_window(image, row: int, col: int, window: int, ax=None, net=Non
     ax.add_patch(mpatches.Circle((x_out + (col + 0.5) * sx, size - (row + 0.5) * sy),
                                  0.06, fill=False, ec=_ACCENT, lw=2))
     ax.text(x_out + size / 2, -0.12, "label map: one pixel\nper forward pass",
-            ha="center", va="top", fontsize=8)
-    _arrow(ax, (x_net + 1.25, size / 2), (x_out, size / 2), "label of\nthe centre")
-    return _finish(ax, (-0.05, x_out + size + 0.05), (-0.5, size + 0.1))
+            ha="center", va="top", fontsize=10)
+    _arrow(ax, (x_net + box, size / 2), (x_out, size / 2), "label of\nthe centre")
+    return _finish(ax, (-0.05, x_out + size + 0.05), (-0.5, size + 0.15))
 
 
 def _feature_shapes(net) -> list[tuple[str, tuple[int, ...]]]:
@@ -596,7 +682,7 @@ def draw_patch_classifier(net, ax=None):
     """
     shapes = _feature_shapes(net)
     fc = [m.out_features for m in net.classifier if isinstance(m, torch.nn.Linear)]
-    ax = _axes(ax, (1.25 * (len(shapes) + len(fc) + 1), 3.6))
+    ax = _axes(ax, (FIGURE_WIDTH, 3.2))
     top = net.window
     scale = 2.2 / top                                      # the input's side is 2.2 units
     x, step, depth_prev = 0.0, 1.2, 0.0
@@ -605,12 +691,12 @@ def draw_patch_classifier(net, ax=None):
         depth = 0.12 + 0.25 * np.log2(max(c, 1)) / np.log2(64)   # wider slab = more maps
         face = "white" if i == 0 else (_SECOND if "conv" in name else _PAPER)
         ax.add_patch(mpatches.Rectangle((x, -side / 2), depth, side, fc=face, ec=_INK, lw=1))
-        ax.text(x + depth / 2, -side / 2 - 0.1, f"{c} × {s} × {s}", ha="center", va="top",
-                fontsize=8)
+        ax.text(x + depth / 2, -side / 2 - 0.1, f"{c} ×\n{s} × {s}", ha="center", va="top",
+                fontsize=10)                                 # two lines: maps, then side
         if i > 0:
             _arrow(ax, (x - step + depth_prev, 0), (x, 0))
             ax.text(x - step / 2 + depth_prev / 2, 0.12, name, ha="center", va="bottom",
-                    fontsize=7.5, rotation=90)
+                    fontsize=10.5, rotation=90)
         depth_prev = depth
         x += step
     flat = net.feature_channels * net.feature_size ** 2
@@ -620,15 +706,15 @@ def draw_patch_classifier(net, ax=None):
         height = 0.35 + 1.6 * np.log10(units) / np.log10(max(widths))
         ax.add_patch(mpatches.Rectangle((x, -height / 2), 0.14, height, fc=_PAPER, ec=_INK,
                                         lw=1))
-        ax.text(x + 0.07, -height / 2 - 0.1, f"{units}", ha="center", va="top", fontsize=8)
+        ax.text(x + 0.07, -height / 2 - 0.1, f"{units}", ha="center", va="top", fontsize=10)
         _arrow(ax, (x - step + depth_prev, 0), (x, 0))
         ax.text(x - step / 2 + depth_prev / 2, 0.12, name, ha="center", va="bottom",
-                fontsize=7.5, rotation=90)
+                fontsize=10.5, rotation=90)
         depth_prev = 0.14
         x += step
     ax.text(x - step + 0.07, 1.05, f"{fc[-1]} class\nscores", ha="center", va="bottom",
-            fontsize=8)
-    return _finish(ax, (-0.1, x - step + 0.4), (-1.45, 1.45))
+            fontsize=10)
+    return _finish(ax, (-0.1, x - step + 0.4), (-1.6, 1.45))
 
 
 def draw_receptive_field(layers, ax=None):
@@ -676,9 +762,9 @@ def draw_receptive_field(layers, ax=None):
         dots = dots[np.abs(dots) <= widest / 2]
         ax.plot(dots, np.full(dots.shape, y), ".", color=_INK, ms=3)
         ax.text(widest / 2 + widest * 0.03, y, f"{size} px, stride {jump}", va="center",
-                fontsize=8.5)
+                fontsize=10.5)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([name for name, _, _ in rows], fontsize=8.5)
+    ax.set_yticklabels([name for name, _, _ in rows], fontsize=10.5)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlim(-widest / 2 - widest * 0.03, widest / 2 + widest * 0.3)
     ax.set_xlabel("input pixels, measured from the centre of the receptive field")
@@ -713,7 +799,7 @@ def draw_fc_as_conv(channels: int, size: int, units: int, ax=None, larger: int |
     larger = size + 3 if larger is None else int(larger)
     if larger < size:
         raise ValueError(f"the larger map ({larger}) must be at least the window's map ({size})")
-    ax = _axes(ax, (13, 4.2))
+    ax = _axes(ax, (FIGURE_WIDTH, 3.2))
     cell = 2.0 / larger                                     # one feature-map position
     offset = 0.12                                           # the stacked channel sheets
 
@@ -728,29 +814,29 @@ def draw_fc_as_conv(channels: int, size: int, units: int, ax=None, larger: int |
     # left: one window, fully connected
     grid(0, 0, size)
     ax.text(size * cell / 2, -0.12, f"one window's features\nC × s × s = {channels} × {size}"
-            f" × {size}", ha="center", va="top", fontsize=8.5)
-    x_vec = size * cell + 1.2
+            f" × {size}", ha="center", va="top", fontsize=10.5)
+    x_vec = size * cell + 1.5
     n_dots = 7
     ys = np.linspace(0.1, size * cell - 0.1, n_dots)
     for yv in ys:
         ax.add_patch(mpatches.Circle((x_vec, yv), 0.06, fc=_ACCENT, ec=_INK, lw=0.6))
         for xs_, ys_ in [(size * cell, 0), (size * cell, size * cell)]:
             ax.plot([xs_, x_vec - 0.06], [ys_, yv], color="0.75", lw=0.4)
-    ax.text(x_vec, -0.12, f"{units} outputs", ha="center", va="top", fontsize=8.5)
+    ax.text(x_vec, -0.12, f"{units}\noutputs", ha="center", va="top", fontsize=10.5)
     ax.text((size * cell + x_vec) / 2, size * cell + 0.45,
             f"fully connected:\n{units} × ({channels}·{size}·{size}) weights", ha="center",
-            va="bottom", fontsize=8.5)
+            va="bottom", fontsize=10.5)
     # right: the same weights as an s x s kernel over a larger map
-    x_big = x_vec + 1.2
+    x_big = x_vec + 1.5
     grid(x_big, 0, larger)
     for (i, j), style in [((0, 0), "-"), ((1, 2), "--")]:   # two kernel positions
         ax.add_patch(mpatches.Rectangle((x_big + j * cell, (larger - size - i) * cell),
                                         size * cell, size * cell, fill=False, ec=_ACCENT,
                                         lw=2, ls=style))
-    ax.text(x_big + larger * cell / 2, -0.12, f"a larger map, C × L × L = {channels} × "
-            f"{larger} × {larger}", ha="center", va="top", fontsize=8.5)
+    ax.text(x_big + larger * cell / 2, -0.12, f"a larger map\nC × L × L = {channels} × "
+            f"{larger} × {larger}", ha="center", va="top", fontsize=10.5)
     out = larger - size + 1
-    x_out = x_big + larger * cell + 2.0
+    x_out = x_big + larger * cell + 2.4
     y_out = (larger - out) * cell / 2
     for k in (2, 1, 0):
         ax.add_patch(mpatches.Rectangle((x_out + k * offset, y_out + k * offset), out * cell,
@@ -759,7 +845,7 @@ def draw_fc_as_conv(channels: int, size: int, units: int, ax=None, larger: int |
         ax.add_patch(mpatches.Rectangle((x_out + j * cell, y_out + (out - 1 - i) * cell),
                                         cell, cell, fc=_ACCENT, ec=_INK, lw=1, ls=style))
     ax.text(x_out + out * cell / 2, y_out - 0.12, f"{units} × {out} × {out}\none answer per"
-            " window", ha="center", va="top", fontsize=8.5)
+            " window", ha="center", va="top", fontsize=10.5)
     _arrow(ax, (x_big + larger * cell + 0.35, larger * cell / 2), (x_out - 0.05,
                                                                     larger * cell / 2),
            f"{size}×{size} conv,\nsame weights\nreshaped to\n{units} × {channels} × {size} × "
@@ -840,7 +926,7 @@ def draw_unet(net, size: int, ax=None):
     maps = _unet_maps(net, size)
     depth = net.depth
     if ax is None:
-        _, ax = plt.subplots(figsize=(2.2 + 1.45 * (2 * depth + 1), 1.6 + 1.5 * depth))
+        _, ax = plt.subplots(figsize=(FIGURE_WIDTH, 1.4 + 1.2 * depth))
     colours = {"conv": "#1f5fa8", "down": "#c0392b", "up": "#2e8b57", "copy": "#8c8c8c",
                "head": "#138d90"}
     widest = max(c for c, _, _ in maps.values())
@@ -854,10 +940,10 @@ def draw_unet(net, size: int, ax=None):
         ax.add_patch(Rectangle((x, y - height / 2), width, height, fc=face, ec="black",
                                lw=0.8))
         ax.text(x + width / 2, y + height / 2 + 0.04, f"{c}", ha="center", va="bottom",
-                fontsize=7)
+                fontsize=10)
         if label_side:
             ax.text(x - 0.03, y - height / 2, f"{h}²", ha="right", va="bottom",
-                    fontsize=6.5, rotation=90)
+                    fontsize=10, rotation=90)
         return x, x + width, y
 
     def arrow(x0, y0, x1, y1, kind):
@@ -898,11 +984,65 @@ def draw_unet(net, size: int, ax=None):
         ("up", "up-sample 2×2"), ("copy", "copy and crop" if net.padding == "valid" else "copy"),
         ("head", f"conv {net.head.kernel_size[0]}×{net.head.kernel_size[0]} head")]
         if k != "copy" or net.skips]
-    ax.legend(handles=handles, loc="lower right", fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="lower right", fontsize=10, frameon=False)
     ax.set_xlim(-0.6, r2 + 0.5)
     ax.set_ylim(-depth * dy - 0.9, 0.9)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    ax.axis("off")                  # a schematic: it fills the axes (no equal aspect), so
+                                    # its labels stay apart at the column's width
     ax.set_title(f"{type(net).__name__}, depth {depth}, {net.padding} padding: "
                  f"{size}² in, {head[1]}² out", fontsize=10)
     return ax
+
+
+# --------------------------------------------------------------------------- code on the page
+
+def show_source(obj):
+    """The source of a class or function as a highlighted Python block, docstrings removed.
+
+    Chapters include the package's own code this way, so the page cannot drift from it.
+    The docstrings' lines are cut out of the source text (rather than regenerating the
+    code from its syntax tree), so that comments, which say *why*, survive.
+
+    Args:
+        obj: a class, a function or a method, e.g. ``UNet.forward``.
+
+    Returns:
+        An ``IPython.display.Markdown`` holding a fenced ``python`` block; Jupyter and the
+        book both render it highlighted.
+
+    Example:
+        >>> from unet_teach.models import Down, UNet
+        >>> text = show_source(Down).data
+        >>> text.splitlines()[:2]
+        ['```python', 'class Down(nn.Sequential):']
+        >>> '"' * 3 in text                        # the docstring is gone
+        False
+        >>> "# kept for the expanding path" in show_source(UNet.forward).data
+        True
+    """
+    import ast
+    import inspect
+    import re
+    import textwrap
+    from IPython.display import Markdown
+
+    lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+    drop = set()
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        body = getattr(node, "body", None)
+        if not (isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            continue
+        doc = body[0]
+        if doc.lineno == node.lineno:              # a one-line `def f(): """..."""`
+            continue
+        first, last = doc.lineno - 1, doc.end_lineno - 1     # 0-based, inclusive
+        drop.update(range(first, last + 1))
+        if last + 1 < len(lines) and not lines[last + 1].strip():
+            drop.add(last + 1)                     # and the blank line after a docstring
+    code = "\n".join(line for i, line in enumerate(lines) if i not in drop)
+    # a fence longer than any run of backticks in the code, so the code cannot close it
+    fence = "`" * max(3, 1 + max(map(len, re.findall("`+", code)), default=0))
+    return Markdown(f"{fence}python\n{code}\n{fence}")
