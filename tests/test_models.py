@@ -13,7 +13,8 @@ from unet_teach.models import (PRESETS, DoubleConv, Down, UNet, Up, center_crop,
                                count_parameters, nearest_valid_sizes, output_size, preset,
                                valid_sizes)
 
-# (preset, documented input shape, documented output shape)
+# (preset, demo input shape: the source article's for pytorch and tf, the paper's for
+# paper, one grey 256 x 256 image for keras; the output shape it gives)
 PRESET_SHAPES = [
     ("keras", (1, 1, 256, 256), (1, 1, 256, 256)),
     ("pytorch", (2, 3, 256, 256), (2, 3, 256, 256)),
@@ -22,6 +23,8 @@ PRESET_SHAPES = [
     ("paper", (1, 1, 572, 572), (1, 2, 388, 388)),
 ]
 
+# No source prints a parameter count: these are the layers' own arithmetic, checked below
+# against a formula written out by hand (_expected_param_count).
 PARAMETER_COUNTS = {
     "keras": 7_759_521,
     "pytorch": 32_090_627,
@@ -101,6 +104,20 @@ def test_parameter_count_matches_hand_formula():
     assert _expected_param_count(3, 3, 4, 32, up_bias=False, shuffle=3) == PARAMETER_COUNTS["tf_3x"]
     assert _expected_param_count(3, 3, 4, 64, head_kernel=3, up="nearest_conv", norm="batch",
                                  down="strided_conv") == PARAMETER_COUNTS["pytorch"]
+
+
+def test_sid_networks_are_the_tf_3x_body_with_their_own_inputs_and_heads():
+    # Learning to See in the Dark: 9 packed X-Trans channels -> 27 maps -> depth-to-space 3
+    # (train_Fuji.py), 4 packed Bayer channels -> 12 maps -> depth-to-space 2 (train_Sony.py)
+    fuji = preset("tf_3x", in_channels=9)
+    sony = preset("tf_3x", in_channels=4, pixel_shuffle=2)
+    assert (fuji.head.out_channels, sony.head.out_channels) == (27, 12)
+    assert count_parameters(fuji) == _expected_param_count(9, 3, 4, 32, up_bias=False,
+                                                           shuffle=3)
+    assert count_parameters(sony) == _expected_param_count(4, 3, 4, 32, up_bias=False,
+                                                           shuffle=2)
+    assert _run(fuji, torch.zeros(1, 9, 32, 32)).shape == (1, 3, 96, 96)
+    assert _run(sony, torch.zeros(1, 4, 32, 32)).shape == (1, 3, 64, 64)
 
 
 def test_unknown_preset_and_overrides():

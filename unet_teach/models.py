@@ -50,8 +50,8 @@ def _norm(name: str | None, channels: int) -> nn.Module:
 class DoubleConv(nn.Sequential):
     """Two 3x3 convolutions, each followed by [norm] -> [dropout] -> activation.
 
-    With ``padding="same"`` the spatial size is kept; with ``"valid"`` (the paper's choice)
-    each convolution trims one pixel from every border, so H and W shrink by 4.
+    With ``padding="same"`` the spatial size is kept; with ``"valid"`` (the paper's
+    choice) each convolution trims one pixel from every border, so H and W shrink by 4.
 
     Shapes: ``N x in_ch x H x W -> N x out_ch x H' x W'`` with ``H' = H`` (same) or
     ``H - 4`` (valid).
@@ -62,9 +62,9 @@ class DoubleConv(nn.Sequential):
         torch.Size([1, 64, 568, 568])
     """
 
-    def __init__(self, in_ch: int, out_ch: int, padding: str = "same", norm: str | None = None,
-                 dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
-                 slope: float = 0.01):
+    def __init__(self, in_ch: int, out_ch: int, padding: str = "same",
+                 norm: str | None = None, dropout: tuple[float, float] = (0.0, 0.0),
+                 activation: str = "relu", slope: float = 0.01):
         _choice("padding", padding, PADDINGS)
         pad = 1 if padding == "same" else 0
         layers: list[nn.Module] = []
@@ -78,9 +78,10 @@ class DoubleConv(nn.Sequential):
 
 
 class Down(nn.Sequential):
-    """Halve the resolution. ``maxpool``: 2x2 max-pooling (the paper, Keras and TF styles).
-    ``strided_conv``: a 3x3 convolution with stride 2 that keeps the channels, followed by the
-    activation (the PyTorch style) - a learned down-sampling instead of a fixed one.
+    """Halve the resolution. ``maxpool``: 2x2 max-pooling (the paper, Keras and TF
+    styles). ``strided_conv``: a 3x3 convolution with stride 2 that keeps the channels,
+    followed by the activation (the PyTorch style) - a learned down-sampling instead of
+    a fixed one.
 
     Shapes: ``N x C x H x W -> N x C x H/2 x W/2`` (H, W even).
 
@@ -118,17 +119,19 @@ def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class Up(nn.Module):
-    """Double the resolution, concatenate the encoder's map of the same level, DoubleConv.
+    """Double the resolution, concatenate the encoder's map of the same level,
+    DoubleConv.
 
     Up-sampling modes:
-      * ``transposed``  - a learned 2x2 transposed convolution with stride 2 (paper, Keras,
-        TF styles) that also sets the channel count to ``up_ch``;
+      * ``transposed``  - a learned 2x2 transposed convolution with stride 2 (paper,
+        Keras, TF styles) that also sets the channel count to ``up_ch``;
       * ``nearest_conv`` - nearest-neighbour x2 then a 1x1 convolution to ``up_ch``
-        (PyTorch style; free of the checkerboard artefacts transposed convolutions can make);
+        (PyTorch style; free of the checkerboard artefacts transposed convolutions
+        can make);
       * ``bilinear``    - bilinear x2 then a 1x1 convolution to ``up_ch``.
 
-    The skip is optional: with ``skip_ch=0`` the block takes no encoder map (``skip=None``)
-    and is a plain decoder step - the ablation the U-Net chapter trains.
+    The skip is optional: with ``skip_ch=0`` the block takes no encoder map
+    (``skip=None``) and is a plain decoder step - the ablation the U-Net chapter trains.
 
     Shapes: ``x: N x in_ch x h x w`` and ``skip: N x skip_ch x H x W`` (``H >= 2h``)
     -> ``N x out_ch x H' x W'``.
@@ -137,37 +140,41 @@ class Up(nn.Module):
         >>> up = Up(in_ch=128, skip_ch=64, up_ch=64, out_ch=64)
         >>> up(torch.zeros(1, 128, 16, 16), torch.zeros(1, 64, 32, 32)).shape
         torch.Size([1, 64, 32, 32])
-        >>> Up(in_ch=128, skip_ch=0, up_ch=64, out_ch=64)(torch.zeros(1, 128, 16, 16)).shape
+        >>> plain = Up(in_ch=128, skip_ch=0, up_ch=64, out_ch=64)
+        >>> plain(torch.zeros(1, 128, 16, 16)).shape
         torch.Size([1, 64, 32, 32])
     """
 
-    def __init__(self, in_ch: int, skip_ch: int, up_ch: int, out_ch: int, mode: str = "transposed",
-                 up_bias: bool = True, padding: str = "same", norm: str | None = None,
-                 dropout: tuple[float, float] = (0.0, 0.0), activation: str = "relu",
-                 slope: float = 0.01):
+    def __init__(self, in_ch: int, skip_ch: int, up_ch: int, out_ch: int,
+                 mode: str = "transposed", up_bias: bool = True, padding: str = "same",
+                 norm: str | None = None, dropout: tuple[float, float] = (0.0, 0.0),
+                 activation: str = "relu", slope: float = 0.01):
         super().__init__()
         _choice("up", mode, UPS)
         self.mode, self.skip_ch = mode, skip_ch
         if mode == "transposed":
-            self.up = nn.ConvTranspose2d(in_ch, up_ch, kernel_size=2, stride=2, bias=up_bias)
+            self.up = nn.ConvTranspose2d(in_ch, up_ch, kernel_size=2, stride=2,
+                                         bias=up_bias)
         else:
             self.up = nn.Conv2d(in_ch, up_ch, kernel_size=1, bias=up_bias)
         self.conv = DoubleConv(skip_ch + up_ch, out_ch, padding=padding, norm=norm,
                                dropout=dropout, activation=activation, slope=slope)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "transposed":
-            x = self.up(x)                                            # N x up_ch x 2h x 2w
+            x = self.up(x)                                     # N x up_ch x 2h x 2w
         else:
             resize = "nearest" if self.mode == "nearest_conv" else "bilinear"
-            x = F.interpolate(x, scale_factor=2, mode=resize)         # N x in_ch x 2h x 2w
-            x = self.up(x)                                            # N x up_ch x 2h x 2w
+            x = F.interpolate(x, scale_factor=2, mode=resize)  # N x in_ch x 2h x 2w
+            x = self.up(x)                                     # N x up_ch x 2h x 2w
         if (skip is None) != (self.skip_ch == 0):
-            raise ValueError(f"this Up block was built with skip_ch={self.skip_ch}; pass a skip "
-                             "map exactly when skip_ch > 0")
+            raise ValueError(f"this Up block was built with skip_ch={self.skip_ch}; "
+                             "pass a skip map exactly when skip_ch > 0")
         if skip is not None:
-            skip = center_crop(skip, x.shape[-2], x.shape[-1])        # N x skip_ch x 2h x 2w
-            x = torch.cat([skip, x], dim=1)                           # N x (skip+up)_ch x 2h x 2w
+            # the encoder map is larger when the convolutions are valid: cut its centre
+            skip = center_crop(skip, x.shape[-2], x.shape[-1])  # N x skip_ch x 2h x 2w
+            x = torch.cat([skip, x], dim=1)           # N x (skip_ch + up_ch) x 2h x 2w
         return self.conv(x)
 
 
@@ -311,6 +318,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
+        # self._run(block, x) is block(x); with checkpointing=True it also saves memory
         skips = []
         for block, down in zip(self.encoder, self.downs):
             x = self._run(block, x)   # N x w_i x H_i x W_i
@@ -407,20 +415,27 @@ PRESETS: dict[str, dict] = {
     # Ronneberger et al. 2015: unpadded 3x3 convs, 64..1024 channels, max-pool, 2x2 up-conv,
     # crop-and-concatenate, 1x1 head to two class scores (softmax applied by the loss).
     "paper": dict(in_channels=1, out_channels=2, depth=4, base_width=64, padding="valid"),
-    # Keras style: same padding, 32..512, ReLU, transposed convs, one score map (the
-    # original ends in a sigmoid; here the loss applies it, see unet_teach.losses).
+    # Keras style: get_unet() in train.py of jocicmarko/ultrasound-nerve-segmentation
+    # (commit 61761bf, the version with Conv2DTranspose): same padding, 32..512, ReLU,
+    # transposed convs, one score map (the original ends in a sigmoid; here the loss
+    # applies it, see unet_teach.losses).
     "keras": dict(in_channels=1, out_channels=1, depth=4, base_width=32, padding="same"),
-    # PyTorch style: conv-BN-Dropout-LeakyReLU blocks, strided-conv down-sampling,
-    # nearest + 1x1 conv up-sampling, a 3x3 head to three maps (sigmoid in the original).
+    # PyTorch style (as the book's source article describes it; no one public file):
+    # conv-BN-Dropout-LeakyReLU blocks, strided-conv down-sampling, nearest + 1x1 conv
+    # up-sampling, a 3x3 head to three maps (sigmoid in the original).
     "pytorch": dict(in_channels=3, out_channels=3, depth=4, base_width=64, padding="same",
                     down="strided_conv", up="nearest_conv", norm="batch", dropout=(0.3, 0.4),
                     activation="leaky_relu", leaky_slope=0.01, head_kernel=3),
-    # TensorFlow (slim) style: leaky ReLU 0.2, 32..512, max-pool, bias-free transposed convs,
-    # a 1x1 head to six maps ...
+    # TensorFlow (slim) style, the article's UNet_1X: the body of network() in train_Fuji.py
+    # of cchen156/Learning-to-See-in-the-Dark (leaky ReLU 0.2, 32..512, max-pool, bias-free
+    # transposed convs), but 3 input channels (SID packs 9 or 4 raw ones) and a 1x1 head to
+    # six maps (the article's; not in SID) ...
     "tf": dict(in_channels=3, out_channels=6, depth=4, base_width=32, padding="same",
                up_bias=False, activation="leaky_relu", leaky_slope=0.2),
-    # ... or to 27 = 3 * 3**2 maps rearranged by depth-to-space into a 3-channel image three
-    # times larger (a restoration / super-resolution head, not a segmentation one).
+    # ... or, as UNet_3X and SID's Fuji net, to 27 = 3 * 3**2 maps rearranged by
+    # depth-to-space into a 3-channel image three times larger (a restoration head).
+    # SID's own nets: preset("tf_3x", in_channels=9) (Fuji) and
+    # preset("tf_3x", in_channels=4, pixel_shuffle=2) (Sony).
     "tf_3x": dict(in_channels=3, out_channels=3, depth=4, base_width=32, padding="same",
                   up_bias=False, activation="leaky_relu", leaky_slope=0.2, pixel_shuffle=3),
 }
@@ -430,8 +445,10 @@ def preset(name: str, **overrides) -> UNet:
     """Build a named U-Net variant; keyword ``overrides`` replace any of its arguments.
 
     Names: ``"paper"`` (572x572 -> 388x388, 31,030,658 parameters), ``"keras"``,
-    ``"pytorch"``, ``"tf"`` and ``"tf_3x"`` (see ``PRESETS`` and the book's chapter on the
-    three reference implementations).
+    ``"pytorch"``, ``"tf"`` and ``"tf_3x"`` (see ``PRESETS`` for the code each follows, and
+    the book's chapter on the three reference implementations). No source prints a
+    parameter count: the counts the book and ``tests/test_models.py`` give are the layers'
+    own arithmetic.
 
     Example:
         >>> net = preset("keras", base_width=8)          # a narrow version
