@@ -25,6 +25,10 @@ matplotlib.use("Agg", force=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The attack submissions are graded, in the sandbox, by test_sandbox.py; never run them here
+# (nbval would execute them in an ordinary kernel, with this user's rights).
+collect_ignore = ["attacks"]
+
 
 def find_shared_data_dir() -> Path:
     """``$UNET_TEACH_DATA`` if set, else ``shared/data`` next to the repository."""

@@ -17,6 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from grading_mode import SANDBOX
 from unet_teach import checks, metrics
 from unet_teach.course import cli
 from unet_teach.course.release import (HIDDEN_BEGIN, SOLUTION_BEGIN, ReleaseError, is_manual,
@@ -253,7 +254,7 @@ def test_blank_release_scores_zero_on_every_question(tmp_path):
     from unet_teach.course.grade import grade
 
     report = grade([RELEASE], tmp_path / "out", source_dir=SOURCE, jobs=2, cell_timeout=20,
-                   timeout=120)
+                   timeout=120, sandbox=SANDBOX)
     assert len(report) == len(SOURCES)
     for row in report:
         assert row["error"] is None, row
@@ -748,7 +749,7 @@ def graded(tmp_path_factory):
     for name, answers in COPYCAT.items():
         nbformat.write(_filled(name, answers), root / "subs" / "copycat" / f"{name}.ipynb")
     report = grade([root / "subs"], root / "out", source_dir=SOURCE, jobs=2, cell_timeout=120,
-                   timeout=600)
+                   timeout=600, sandbox=SANDBOX)
     return {"out": root / "out",
             "rows": {(row["student"], row["assignment"]): row for row in report}}
 

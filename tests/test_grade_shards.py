@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grading_mode import ARGS
 from unet_teach.course import cli
 from unet_teach.course.grade import select
 
@@ -54,7 +55,7 @@ def run(*argv) -> tuple[int, str, str]:
 
 def grade_args(subs, out, source, *extra):
     return ["grade", subs, "--out", out, "--source", source, "--jobs", "2",
-            "--cell-timeout", "20", "--timeout", "120", *extra]
+            "--cell-timeout", "20", "--timeout", "120", *ARGS, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def unreadable_batch(root: Path, n: int, names=("a", "b", "c")) -> list[Path]:
     parts = [root / f"part{i}" for i in range(1, n + 1)]
     for i, part in enumerate(parts, start=1):
         code, _, err = run("grade", subs, "--out", part, "--source", ROOT / "exercises" / "source",
-                           "--shard", f"{i}/{n}")
+                           "--shard", f"{i}/{n}", *ARGS)
         assert code == 0, err
     return parts
 
@@ -205,7 +206,7 @@ def test_a_submission_changed_between_shards_is_refused(tmp_path):
     parts = unreadable_batch(tmp_path, 2)
     (tmp_path / "subs" / "b.ipynb").write_text("[]")    # re-uploaded before shard 2 ran again
     assert run("grade", tmp_path / "subs", "--out", parts[1], "--source",
-               ROOT / "exercises" / "source", "--shard", "2/2")[0] == 0
+               ROOT / "exercises" / "source", "--shard", "2/2", *ARGS)[0] == 0
     error = refused(*parts, "--out", tmp_path / "out")
     assert "a submission changed between them" in error
 
@@ -218,7 +219,7 @@ def test_other_exercise_sources_are_refused(tmp_path):
     nb.cells[0].source += "\n"                           # one more newline: another exercise
     nbformat.write(nb, source / f"{NAME}.ipynb")
     assert run("grade", tmp_path / "subs", "--out", parts[1], "--source", source,
-               "--shard", "2/2")[0] == 0
+               "--shard", "2/2", *ARGS)[0] == 0
     assert "the exercises' source notebooks differ" in refused(*parts, "--out", tmp_path / "o")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grading_mode import ARGS, SANDBOX
 from unet_teach.course import cli
 from unet_teach.course.release import ReleaseError, release_notebook
 from unet_teach.course.grade import (SubmissionError, assemble, format_table, load_assignments,
@@ -126,9 +127,13 @@ for path in ["alice/{NAME}.ipynb", "../source/{NAME}.ipynb", "../../source/{NAME
             f.write("vandalised")
     except OSError:
         pass
-# an absolute path works (the grader is no sandbox), but alice's grade was read before
-with open({str(alice)!r}, "w") as f:
-    f.write("vandalised")
+# an absolute path: absent in the sandbox; with --no-sandbox it works, but alice's grade
+# was read before
+try:
+    with open({str(alice)!r}, "w") as f:
+        f.write("vandalised")
+except OSError:
+    pass
 with open("vandal.ipynb", "w") as f:     # its own copy: changes nothing either
     f.write("vandalised")
 """)
@@ -161,7 +166,7 @@ def graded(course):
                          "--source", str(course["source"]), "--jobs", "2",
                          "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120",
                          "--roster", str(course["root"] / "canvas.csv"),
-                         "--roster-key", "SIS Login ID"])
+                         "--roster-key", "SIS Login ID", *ARGS])
     report = json.loads((out / "report.json").read_text())
     rows = {Path(r["submission"]).name: r for r in report}
     lines = stderr.getvalue().splitlines()
@@ -253,21 +258,26 @@ def test_huge_output_is_truncated_not_stored(graded):
 def test_submission_cannot_touch_other_submissions_or_the_sources(graded, course):
     row = graded["rows"]["vandal.ipynb"]
     assert row["total"] == 10.0 and row["error"] is None
-    # its kernel ran in a folder holding nothing but its own copy
+    # its kernel ran in a folder that was empty: the notebook reaches it only as cells
     executed = next((graded["out"] / "executed").glob("*vandal.ipynb"))
-    assert "SEEN ['vandal.ipynb']" in executed.read_text()
+    assert "SEEN []" in executed.read_text()
     # the relative paths it tried led nowhere
     assert (course["source"] / f"{NAME}.ipynb").read_bytes() == course["source_bytes"]
     assert nbformat.read(course["subs"] / "edited_test.ipynb", as_version=4).cells
     assert nbformat.read(course["subs"] / "vandal.ipynb", as_version=4).cells
-    # the absolute path did overwrite alice's file, after it had been read: her grade stands,
-    # and the grader put her file back and says so
     alice = course["subs"] / "alice" / f"{NAME}.ipynb"
     assert alice.read_bytes() == course["alice_bytes"]
     assert graded["rows"][f"{NAME}.ipynb"]["total"] == 10.0
-    assert graded["rows"][f"{NAME}.ipynb"].get("restored") is True
-    assert any("alice" in w and "restored" in w for w in graded["warnings"]), graded["warnings"]
-    assert not any("vandal.ipynb" in w for w in graded["warnings"])   # its own copy was private
+    if SANDBOX:
+        # the absolute path does not exist in its sandbox: nothing to put back
+        assert "restored" not in graded["rows"][f"{NAME}.ipynb"]
+        assert not graded["warnings"], graded["warnings"]
+    else:
+        # with the grader's rights it overwrote alice's file after it had been read: her
+        # grade stands, and the grader put her file back and says so
+        assert graded["rows"][f"{NAME}.ipynb"].get("restored") is True
+        assert any("alice" in w and "restored" in w for w in graded["warnings"]), graded["warnings"]
+        assert not any("vandal.ipynb" in w for w in graded["warnings"])
     assert graded["rows"]["edited_test.ipynb"]["total"] == 6.0
 
 
@@ -291,10 +301,13 @@ def test_unreadable_submissions_get_a_row_with_the_reason(graded, name, reason):
 def test_grades_csv_has_one_row_per_submission(graded):
     with open(graded["out"] / "grades.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["student", "submission", "total", "max", *FULL, "error"]
+    assert list(rows[0]) == ["student", "submission", "total", "max", *FULL, "error", "flags"]
     assert len(rows) == len(graded["report"])
     alice = next(r for r in rows if r["submission"].endswith(f"alice/{NAME}.ipynb"))
     assert (alice["total"], alice["max"], alice["q2_dice"], alice["error"]) == ("10", "10", "3", "")
+    assert alice["flags"] == "0"
+    vandal = next(r for r in rows if r["submission"].endswith("vandal.ipynb"))
+    assert int(vandal["flags"]) >= 1            # os.listdir(".") is fine; open("/...") is not
     essay = next(r for r in rows if r["submission"].endswith("essay.pdf"))
     assert essay["q1_pixel_accuracy"] == "" and essay["max"] == "0"
 
@@ -475,7 +488,7 @@ def manual(tmp_path_factory):
     write(answered, root / "subs" / "ann" / "04_manual.ipynb")
     write(released_nb, root / "subs" / "ben" / "04_manual.ipynb")
     report = grade([root / "subs"], root / "out", source_dir=root / "source", jobs=2,
-                   cell_timeout=CELL_TIMEOUT, timeout=60)
+                   cell_timeout=CELL_TIMEOUT, timeout=60, sandbox=SANDBOX)
     return {"released": released_nb, "out": root / "out",
             "rows": {row["student"]: row for row in report}}
 

@@ -103,7 +103,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from .grade import format_table, grade
+    from .grade import SandboxError, format_table, grade
 
     out = Path(args.out)
     shard = getattr(args, "shard", None)
@@ -129,8 +129,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             report = grade(args.submissions, out, source_dir=args.source, jobs=args.jobs,
                            cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress,
-                           shard=shard)
-    except (FileNotFoundError, ValueError) as err:
+                           shard=shard, sandbox=not args.no_sandbox,
+                           memory=args.memory)
+    except (FileNotFoundError, ValueError, SandboxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for w in caught:                 # e.g. a file a submission rewrote, now restored
@@ -144,6 +145,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if roster is not None:
         wrote += _write_roster(roster, report, out)
     part = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    if args.no_sandbox:
+        part += " WITHOUT a sandbox (--no-sandbox)"
     print(f"\n{len(report)} submission(s) graded{part} in {time.monotonic() - start:.0f} s; "
           f"wrote {', '.join(str(p) for p in wrote)}")
     return 0
@@ -464,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "of N parts (every N-th submission of the sorted list, from the I-th on) and "
                     "write OUT/shard.json too; merge the N out folders with `unet-teach "
                     "grade-merge` (I = 1..N)")
+    gr.add_argument("--memory", type=float, default=None, metavar="GIB", help="memory (address "
+                    "space) a sandboxed kernel may use, in GiB (default: 6); beyond it the "
+                    "notebook gets a MemoryError")
+    gr.add_argument("--no-sandbox", action="store_true", help="run each kernel with your own "
+                    "rights, where bubblewrap cannot run (macOS, a locked-down host): students' "
+                    "code could then read the sources and change other grades; grade inside a "
+                    "container instead (see the instructors' guide, 'Security')")
     gr.set_defaults(func=cmd_grade)
 
     gm = sub.add_parser("grade-merge", help="merge the out folders of graded shards",

@@ -18,12 +18,12 @@ The pipeline, one file a phase, in the order :func:`grade` runs it::
     # shard.py     (a large course) grade every n-th submission on each of n machines, with
     #                 --shard i/n, and merge the parts into the files of one whole run
 
-The order is what keeps one submission from changing another's grade: everything is read
-(1) before the first kernel starts (3), and each kernel sees only its own notebook. The
-grader runs no student code in its own process. It is not a sandbox: a kernel runs as the
-user who started the grader and could reach a file by its absolute path (see the
-instructors' guide); hence phase 5, which marks a submission whose file it put back with
-``"restored": true``.
+What keeps one submission from changing another's grade: each kernel runs in its own
+sandbox, which holds nothing of the batch (no submissions, no sources, no report) and whose
+processes all end with it; everything is read (1) before the first kernel starts (3); the
+grader runs no student code in its own process. Phase 5 stays as a second line for
+``--no-sandbox`` runs, where a kernel runs with the grader's rights and could reach a file by
+its absolute path: it puts such a file back and marks the submission ``"restored": true``.
 
 Example (a blank release scores 0; this starts a kernel, so it is not run as a doctest)::
 
@@ -42,16 +42,18 @@ import nbformat
 
 from .assemble import assemble
 from .feedback import feedback_text, write_feedback
+from .flags import scan_cells
 from .pool import run_jobs
 from .read import (Assignment, SubmissionError, collect, load_assignments, match,
                    read_submission)
 from .report import format_table, question_ids, write_report
 from .restore import restore, snapshot
 from .run import STARTUP_TIMEOUT
+from .sandbox import SandboxError, probe
 from .score import make_row, score_questions
 from .shard import ShardError, merge, parse_shard, run_identity, select, write_shard_info
 
-__all__ = ["grade", "Assignment", "ShardError", "SubmissionError", "assemble", "collect",
+__all__ = ["grade", "Assignment", "SandboxError", "ShardError", "SubmissionError", "assemble", "collect",
            "feedback_text", "format_table", "load_assignments", "match", "merge", "parse_shard",
            "question_ids", "read_submission", "write_feedback", "write_report"]
 
@@ -65,7 +67,8 @@ def _display(path: Path) -> str:
 
 def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike = "exercises/source",
           jobs: int | None = None, cell_timeout: float = 60, timeout: float = 600,
-          progress=None, shard: tuple[int, int] | None = None) -> list[dict]:
+          progress=None, shard: tuple[int, int] | None = None, sandbox: bool = True,
+          memory: float | None = None) -> list[dict]:
     """Grade ``submissions`` (notebook files and folders), write ``out_dir/report.json``,
     ``out_dir/grades.csv``, ``out_dir/feedback/`` and the executed notebooks under
     ``out_dir/executed/``; return the report (one dict per submission, in the order found).
@@ -74,17 +77,30 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     ``cell_timeout`` seconds, a notebook ``timeout`` seconds. ``progress``, if given, is
     called with each finished row.
 
+    ``sandbox`` runs each kernel in its own bubblewrap sandbox (see
+    :mod:`~unet_teach.course.grade.sandbox`); where none can start, grading stops with a
+    :class:`SandboxError` that says why, unless ``sandbox=False`` (the ``--no-sandbox`` of the
+    command line) accepts running students' code with the grader's own rights. In the sandbox
+    a kernel may use ``memory`` GiB of address space (default
+    :data:`~unet_teach.course.grade.sandbox.MEMORY_LIMIT`) and CPU time of about four
+    times ``timeout``; beyond that it is stopped (a ``MemoryError``, or the kernel killed).
+
     ``shard=(i, n)`` grades only the i-th of n parts of the batch (every n-th submission of
     the sorted list, from the i-th on; see ``unet_teach.course.grade.shard``), writes
     the same files for that part plus ``out_dir/shard.json``, and returns that part's rows;
     ``merge`` turns the n out folders into the files of the whole run.
     """
     jobs = jobs or min(4, os.cpu_count() or 1)
-    if jobs < 1 or cell_timeout <= 0 or timeout <= 0:
-        raise ValueError("jobs, cell_timeout and timeout must be positive")
+    if jobs < 1 or cell_timeout <= 0 or timeout <= 0 or (memory is not None and memory <= 0):
+        raise ValueError("jobs, cell_timeout, timeout and memory must be positive")
     if shard is not None:
         shard = parse_shard(f"{shard[0]}/{shard[1]}")          # 1 <= i <= n, or ShardError
     assignments = load_assignments(source_dir)
+    if sandbox and (why := probe()):
+        raise SandboxError(f"{why}. Students' code would run with your rights, able to read the "
+                           "solutions and change other students' grades; fix that, grade in a "
+                           "container (see the instructors' guide, 'Security'), or pass "
+                           "--no-sandbox to accept the risk")
     out_dir = Path(out_dir)
     (out_dir / "executed").mkdir(parents=True, exist_ok=True)
     # a second run must not grade the executed notebooks of the first one
@@ -100,7 +116,7 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
 
     # 1. read everything, and keep the bytes of every input for phase 5
     inputs = snapshot([*(p for p, _ in found), *(a.path for a in assignments.values())])
-    todo, matched, executed = [], {}, {}
+    todo, matched, executed, flagged = [], {}, {}, {}
     for i in mine:
         path, student = found[i]
         shown = _display(path)
@@ -117,10 +133,14 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
             continue
         # 2. the notebook to run
         nb, tests = assemble(sub, assignment)
+        # the student's own code cells (the grader's carry nbgrader metadata), scanned for
+        # reaches into the grader's machinery, numbered as in the graded notebook
+        flagged[i] = scan_cells(nb)
         matched[i] = (assignment, tests)
         safe = re.sub(r"[^\w.-]+", "_", path.name) or "submission.ipynb"
         executed[i] = f"{i + 1:03d}_{safe}"          # numbered as in the whole run
-        todo.append((i, {"notebook": nbformat.writes(nb), "tests": tests, "filename": safe,
+        todo.append((i, {"notebook": nbformat.writes(nb), "tests": tests, "sandbox": sandbox,
+                         "memory": int(memory * 2**30) if memory else None,
                          "cell_timeout": cell_timeout, "timeout": timeout,
                          "executed_path": str(out_dir / "executed" / executed[i])}))
 
@@ -132,8 +152,11 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
         if "replies" in result:
             questions = score_questions(assignment, tests, result["replies"], result["stop"],
                                         cell_timeout)
-        done(i, make_row(_display(path), student, assignment, result.get("error"), questions,
-                         result.get("seconds", seconds)))
+        row = make_row(_display(path), student, assignment, result.get("error"), questions,
+                       result.get("seconds", seconds))
+        row["sandboxed"] = sandbox
+        row["flags"] = flagged[i]
+        done(i, row)
 
     try:
         run_jobs(todo, jobs, hard_limit=timeout + STARTUP_TIMEOUT + 30, finish=finish)

@@ -1,7 +1,8 @@
 """Phase 3 of grading: run one assembled notebook, in a worker process, with nbclient.
 
-The worker writes the notebook into a fresh temporary folder, the only file there, and runs
-it in a kernel started in that folder, from the top, with ``allow_errors`` (every question is
+The worker starts a kernel in a fresh, empty temporary folder (in a bubblewrap sandbox, see
+:mod:`~unet_teach.course.grade.sandbox`, unless grading was asked to run without one) and
+runs the notebook's cells in it from the top, with ``allow_errors`` (every question is
 attempted). A cell gets ``cell_timeout`` seconds and is then interrupted; the notebook gets
 ``timeout`` seconds in all. Output beyond a cap is dropped as it arrives, so a notebook that
 prints 100 MB costs neither memory nor disk. The worker reports what each test cell did;
@@ -24,6 +25,7 @@ import time
 
 import nbformat
 
+from .sandbox import CPU_SECONDS_PER_WALL_SECOND, MEMORY_LIMIT, Sandbox
 from .score import short_error
 
 MAX_CELL_OUTPUT = 1_000_000          # characters of output kept per cell (a figure: ~50 k) ...
@@ -46,9 +48,28 @@ def _output_size(msg) -> int:
                for v in (content.get("data") or {}).values())
 
 
-def _make_client(nb, cell_timeout: float, deadline: float, workdir: str):
+def _sandboxed_manager(box: Sandbox):
+    """A jupyter_client kernel manager whose kernel runs in ``box``: zmq over ``ipc`` sockets
+    in the box's socket folder (its network namespace has no localhost to share), interrupts
+    sent as messages (the kernel leads its own session inside the box, out of reach of the
+    signal jupyter_client would send to the box's process group)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=os.path.join(box.sockets, "kernel"),
+                             connection_file=os.path.join(box.sockets, "kernel.json"), **kwargs)
+
+        def format_kernel_cmd(self, extra_arguments=None):
+            self.kernel_spec.interrupt_mode = "message"
+            return box.wrap(super().format_kernel_cmd(extra_arguments))
+
+    return SandboxedKernelManager
+
+
+def _make_client(nb, cell_timeout: float, deadline: float, workdir: str, box: Sandbox | None):
     """An nbclient ``NotebookClient`` that caps stored output (defined here so that importing
-    this module does not import nbclient)."""
+    this module does not import nbclient); its kernel runs in ``box`` unless that is None."""
     from nbclient import NotebookClient
 
     class CappedClient(NotebookClient):
@@ -90,6 +111,8 @@ def _make_client(nb, cell_timeout: float, deadline: float, workdir: str):
                           "evalue": "the cell ran longer than the time limit and was interrupted"},
         startup_timeout=STARTUP_TIMEOUT, shutdown_kernel="immediate", record_timing=False,
         iopub_timeout=4, resources={"metadata": {"path": workdir}})
+    if box is not None:
+        client.kernel_manager_class = _sandboxed_manager(box)
     return client
 
 
@@ -108,14 +131,15 @@ async def _answers(client, timeout: float) -> bool:
     return False
 
 
-async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, report_pid) -> dict:
+async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, report_pid,
+               box: Sandbox | None = None) -> dict:
     """Run ``nb``; return the replies of the test cells, why it stopped early (if it did) and
     notes on the run as a whole."""
     from nbclient.exceptions import DeadKernelError
 
     start = time.monotonic()
     deadline = start + timeout
-    client = _make_client(nb, cell_timeout, deadline, workdir)
+    client = _make_client(nb, cell_timeout, deadline, workdir, box)
     replies: dict[int, dict] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: \
         replies.__setitem__(cell_index, execute_reply)
@@ -166,20 +190,27 @@ async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, rep
 
 
 def worker(job: dict, conn) -> None:
-    """Worker process: run one assembled notebook in a fresh temporary folder, send the result.
+    """Worker process: run one assembled notebook in a kernel in a fresh, empty temporary
+    folder (in a sandbox when ``job["sandbox"]``), send the result.
 
     ``job`` holds the notebook as JSON text (``notebook``), its test cells (``tests``), the
-    file name to give it, the two time limits and where to save the executed notebook.
+    two time limits, whether to sandbox and where to save the executed notebook. The notebook
+    itself is never written where the kernel can read it: its cells reach the kernel only as
+    the code that runs.
     """
     # Ctrl-C in the terminal goes to the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     workdir = tempfile.mkdtemp(prefix="unet-teach-grade-")
+    sockets = tempfile.mkdtemp(prefix="unet-teach-sock-")
     try:
         nb = nbformat.reads(job["notebook"], as_version=4)
-        path = os.path.join(workdir, job["filename"])
-        nbformat.write(nb, path)              # the only file in the kernel's folder
+        box = None
+        if job.get("sandbox"):
+            box = Sandbox(workdir=workdir, sockets=sockets,
+                          cpu_seconds=int(job["timeout"] * CPU_SECONDS_PER_WALL_SECOND) + 30,
+                          memory=job.get("memory") or MEMORY_LIMIT)
         result = asyncio.run(_run(nb, job["tests"], workdir, job["cell_timeout"],
-                                  job["timeout"], lambda pid: conn.send(("kernel", pid))))
+                                  job["timeout"], lambda pid: conn.send(("kernel", pid)), box))
         executed = result.pop("nb")
         if job.get("executed_path"):
             try:
@@ -191,4 +222,5 @@ def worker(job: dict, conn) -> None:
         conn.send(("result", {"error": f"grader error: {short_error(type(err).__name__, str(err))}"}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
         conn.close()

@@ -1,0 +1,146 @@
+"""Write the attack submissions of ``tests/test_sandbox.py``: ``python tests/attacks/build.py``.
+
+Each attack is the release notebook of an exercise with the reference answers typed in (what
+a good student hands in, so that any harm shows as lost points) plus the cells below, added
+after the named cell. ``@@NAME@@`` placeholders stand for the paths and ports of one test
+run (the strongest attacker knows them); the test fills them in before grading. Rerun this
+script when a release notebook changes its cell ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+# name -> (exercise, [(after this cell id, code)], what it tries)
+ATTACKS = {
+    "package_append": ("01_pixel_metrics", [("q1-answer", '''
+# Sabotage every later student: append a failing check to the package's own module on disk
+# (an editable install) and to anything else importable.
+import unet_teach.course.checks.pixel_metrics as target
+results = []
+for path in [target.__file__, target.__file__.replace("pixel_metrics", "_common")]:
+    try:
+        with open(path, "a") as f:
+            f.write("\\nraise AssertionError('sabotaged by another student')\\n")
+        results.append(f"WROTE {path}")
+    except OSError as err:
+        results.append(f"BLOCKED {path}: {err.strerror}")
+print("\\n".join(results))
+''')], "rewrite the package's check module on disk"),
+
+    "survivor": ("01_pixel_metrics", [("q1-answer", '''
+# A process that outlives the kernel, waits for the grader to finish, then rewrites the
+# batch's outputs and another student's feedback.
+import subprocess, sys
+script = """
+import os, time
+time.sleep(2)
+for _ in range(60):
+    for path in ["@@OUT@@/grades.csv", "@@OUT@@/report.json", "@@OUT@@/feedback/alice__01_pixel_metrics.md",
+                 "@@SOURCE@@/01_pixel_metrics.ipynb", "@@ROSTER@@"]:
+        try:
+            with open(path, "w") as f:
+                f.write("HACKED")
+        except OSError:
+            pass
+    time.sleep(0.25)
+"""
+proc = subprocess.Popen([sys.executable, "-c", script, "@@MARKER@@"], start_new_session=True,
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print("STARTED", proc.pid)
+''')], "a setsid process that rewrites grades.csv after the grader exits"),
+
+    "snoop": ("01_pixel_metrics", [("q1-answer", '''
+# Look for the solutions and the hidden tests: the kernel's folder, the sources by absolute
+# path, other students' notebooks, the grader's folder through /proc, the environment.
+import glob, os
+found = {"cwd": sorted(os.listdir(".")), "root": sorted(os.listdir("/"))}
+for path in ["@@SOURCE@@/01_pixel_metrics.ipynb", "@@ALICE@@"]:
+    try:
+        found[path] = open(path).read()[:20000]
+    except OSError as err:
+        found[path] = f"BLOCKED: {err.strerror}"
+for link in glob.glob("/proc/[0-9]*/cwd"):
+    try:
+        found[link] = sorted(os.listdir(link))
+        for name in os.listdir(link):
+            if name.endswith(".ipynb"):
+                found[link + "/" + name] = open(os.path.join(link, name)).read()[:20000]
+    except OSError as err:
+        found[link] = f"BLOCKED: {err.strerror}"
+found["env"] = dict(os.environ)
+for key, value in found.items():
+    print("FOUND", key, value)
+''')], "read the source notebooks, other submissions and the grader's environment"),
+
+    "network": ("01_pixel_metrics", [("q1-answer", '''
+# Phone home: the grader's machine (a server the test runs on localhost) and the internet.
+import socket
+for host, port in [("127.0.0.1", int("@@PORT@@")), ("1.1.1.1", 443)]:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        print("CONNECTED", host, port)
+    except OSError as err:
+        print("NO NETWORK", host, port, type(err).__name__)
+''')], "reach the network, the grader's localhost included"),
+
+    "memory_bomb": ("01_pixel_metrics", [("q1-answer", '''
+# Take all the machine's memory, a GiB at a time, touching every page (np: the notebook's).
+hog = []
+try:
+    for _ in range(64):
+        hog.append(np.ones(2**27))
+finally:
+    print("ALLOCATED GiB", len(hog))
+    del hog
+''')], "allocate far more memory than the limit"),
+
+    "kill_all": ("01_pixel_metrics", [("q2-test", '''
+# Kill every process it can see (the grader, the other kernels) except itself.
+import os, signal
+killed = []
+for name in os.listdir("/proc"):
+    if name.isdigit() and int(name) != os.getpid():
+        try:
+            os.kill(int(name), signal.SIGKILL)
+            killed.append(int(name))
+        except OSError:
+            pass
+print("KILLED", killed)
+''')], "kill the grader and the other kernels"),
+}
+
+
+def solved(exercise: str):
+    """The release notebook with the source's answers typed into the solution cells."""
+    source = {c.id: c for c in nbformat.read(ROOT / "exercises" / "source" / f"{exercise}.ipynb",
+                                             as_version=4).cells}
+    nb = nbformat.read(ROOT / "exercises" / "release" / f"{exercise}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = source[cell.id].source
+    return nb
+
+
+def build(name: str):
+    exercise, cells, _ = ATTACKS[name]
+    nb = solved(exercise)
+    for k, (after, code) in enumerate(cells, start=1):
+        at = [c.id for c in nb.cells].index(after) + 1
+        cell = nbformat.v4.new_code_cell(code.strip() + "\n")
+        cell.id = f"attack-{k}"                  # stable ids: the files do not churn
+        nb.cells.insert(at, cell)
+    return nb
+
+
+if __name__ == "__main__":
+    for name in ATTACKS:
+        nb = build(name)
+        nbformat.validate(nb)
+        nbformat.write(nb, HERE / f"{name}.ipynb")
+        print("wrote", HERE / f"{name}.ipynb")
