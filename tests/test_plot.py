@@ -295,6 +295,31 @@ def test_draw_unet_shows_the_sizes_the_model_computes():
         draw_unet(preset("paper"), 570)
 
 
+def test_draw_unet_no_arrow_crosses_a_label():
+    # the side labels (570², ...) and channel counts stay clear of every arrow, at the
+    # figure sizes the book draws them (chapter 6's paper net and small nets)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+    from unet_teach.models import UNet, preset
+    from unet_teach.plot import FIGURE_WIDTH, draw_unet
+
+    for net, size, height in [(preset("paper"), 572, 5.8),
+                              (UNet(1, 2, depth=3, base_width=8), 48, 4.6)]:
+        fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, height))
+        draw_unet(net, size, ax=ax)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        labels = [t.get_window_extent(renderer) for t in ax.texts]
+        arrows = [p.get_window_extent(renderer) for p in ax.patches
+                  if isinstance(p, FancyArrowPatch)]
+        assert len(labels) > 20 and len(arrows) > 20
+        crossed = [(t.bounds, a.bounds) for t in labels for a in arrows if t.overlaps(a)]
+        assert not crossed, crossed
+        plt.close(fig)
+
+
 def test_draw_unet_follows_a_trained_batch_norm_net_without_changing_it():
     # batch norm keeps running statistics on the CPU: the meta-device pass must not mix
     # devices, nor update those statistics

@@ -931,24 +931,29 @@ def draw_unet(net, size: int, ax=None):
                "head": "#138d90"}
     widest = max(c for c, _, _ in maps.values())
     dy = 1.7                                            # vertical distance between levels
+    height = 0.95                                       # of every bar
+    sides, counts = [], []          # the labels beside and above the bars
+    along, between = [], []         # arrows along a level and between levels, drawn last
 
     def bar(x, level, shape, face="#d9e6f5", label_side=True):
         c, h, w = shape
         width = 0.08 + 0.32 * (c / widest) ** 0.5       # wider for more channels
-        height = 0.95
         y = -level * dy
         ax.add_patch(Rectangle((x, y - height / 2), width, height, fc=face, ec="black",
                                lw=0.8))
-        ax.text(x + width / 2, y + height / 2 + 0.04, f"{c}", ha="center", va="bottom",
-                fontsize=10)
-        if label_side:
-            ax.text(x - 0.03, y - height / 2, f"{h}²", ha="right", va="bottom",
-                    fontsize=10, rotation=90)
+        counts.append(ax.text(x + width / 2, y + height / 2 + 0.04, f"{c}", ha="center",
+                              va="bottom", fontsize=10))
+        if label_side:              # the side, upright in the gap left of the bar, low
+            sides.append(ax.text(x - 0.03, y - height / 2, f"{h}²", ha="right",
+                                 va="bottom", fontsize=10, rotation=90))
         return x, x + width, y
 
     def arrow(x0, y0, x1, y1, kind):
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>",
                                      mutation_scale=8, color=colours[kind], lw=1.2))
+
+    def across(x0, x1, y, kind):
+        along.append((x0, x1, y, kind))
 
     gap = 0.32                                          # between bars along a level
     # contracting path: a column per map; each pooled map sits under the map it came from
@@ -958,27 +963,27 @@ def draw_unet(net, size: int, ax=None):
         if level > 0:                                   # the down-sampled map, one level down
             top_left = left
             left, right, y = bar(top_left, level, maps[("pool", level - 1)])
-            arrow(top_left + 0.05, y + dy - 0.5, top_left + 0.05, y + 0.72, "down")
+            between.append((top_left + 0.05, y, "down"))
         for k in range(2):
             l2, r2, y = bar(right + gap, level, maps[("enc", level, k)])
-            arrow(right, y, l2, y, "conv")
+            across(right, l2, y, "conv")
             left, right = l2, r2
         last[level] = (left, right)
     # expanding path: each up-sampled map sits above the map it came from
     for level in range(depth - 1, -1, -1):
         below_left = left
         left, right, y = bar(below_left, level, maps[("up", level)], face="#e3f2e1")
-        arrow(below_left + 0.05, y - dy + 0.72, below_left + 0.05, y - 0.5, "up")
+        between.append((below_left + 0.05, y - dy, "up"))
         if net.skips:                                   # copied (and cropped) across
-            arrow(last[level][1] + 0.02, y, left - 0.02, y, "copy")
+            across(last[level][1] + 0.02, left - 0.02, y, "copy")
         for k in range(2):
             l2, r2, y = bar(right + gap, level, maps[("dec", level, k)])
-            arrow(right, y, l2, y, "conv")
+            across(right, l2, y, "conv")
             left, right = l2, r2
     x_right = right
     head = maps[("head",)]
     l2, r2, y = bar(x_right + gap, 0, head, face="#fde2c8")
-    arrow(x_right, y, l2, y, "head")
+    across(x_right, l2, y, "head")
     handles = [plt.Line2D([], [], color=colours[k], lw=2, label=t) for k, t in [
         ("conv", "conv 3×3 + activation"), ("down", "down-sample 2×2"),
         ("up", "up-sample 2×2"), ("copy", "copy and crop" if net.padding == "valid" else "copy"),
@@ -991,6 +996,28 @@ def draw_unet(net, size: int, ax=None):
                                     # its labels stay apart at the column's width
     ax.set_title(f"{type(net).__name__}, depth {depth}, {net.padding} padding: "
                  f"{size}² in, {head[1]}² out", fontsize=10)
+    # The side labels stand upright in the lower part of the gaps between bars; the arrows
+    # along a level run above them, and the arrows between levels start or end above the
+    # channel counts, so that no arrow crosses a label. How tall a 10 pt label is in data
+    # units depends on the figure's size: measure it.
+    up, count_top = 0.3, height / 2 + 0.3              # above the bars' centres
+    renderer = getattr(ax.figure.canvas, "get_renderer", lambda: None)()
+    if renderer is not None:
+        to_data = ax.transData.inverted()
+
+        def tall(texts):
+            px = max(t.get_window_extent(renderer).height for t in texts)
+            return abs(np.diff(to_data.transform([(0, 0), (0, px)])[:, 1])[0])
+
+        up = min(max(up, tall(sides) - height / 2 + 0.12), height / 2 - 0.06)
+        count_top = height / 2 + 0.04 + tall(counts) + 0.04
+    for x0, x1, y, kind in along:
+        arrow(x0, y + up, x1, y + up, kind)
+    for x, y_low, kind in between:      # from the level above down, or from below up
+        start, end = (x, y_low + dy - height / 2), (x, y_low + count_top)
+        if kind == "up":
+            start, end = end, start
+        arrow(*start, *end, kind)
     return ax
 
 

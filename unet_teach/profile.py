@@ -74,8 +74,9 @@ class Profile:
         where = str(self.device)
         if self.device.type == "cuda" and torch.cuda.is_available():
             where += f" ({torch.cuda.get_device_name(self.device)})"
-        return (f"{self.name} profile on {where}, {torch.get_num_threads()} CPU threads, "
-                f"torch {torch.__version__}")
+        threads = torch.get_num_threads()
+        return (f"{self.name} profile on {where}, {threads} CPU "
+                f"thread{'' if threads == 1 else 's'}, torch {torch.__version__}")
 
 
 def get_profile() -> Profile:
