@@ -89,7 +89,8 @@ def attacked(tmp_path_factory, server):
     root = tmp_path_factory.mktemp("attacked")
     source = root / "source"
     source.mkdir()
-    (source / f"{NAME}.ipynb").write_bytes((ROOT / "exercises" / "source" / f"{NAME}.ipynb").read_bytes())
+    for path in (ROOT / "exercises" / "source").glob("0[134]_*.ipynb"):   # the attacks' exercises
+        (source / path.name).write_bytes(path.read_bytes())
     subs, out, roster = root / "submissions", root / "out", root / "canvas.csv"
     roster.write_text("Student,SIS Login ID,Homework\nAlice,alice,\nBob,bob,\n")
     for who in ("alice", "bob"):
@@ -146,7 +147,7 @@ def test_honest_students_keep_full_marks(attacked):
         assert (row["total"], row["error"], row["flags"]) == (FULL, None, []), row
 
 
-@pytest.mark.parametrize("who", ["package_append", "survivor", "snoop", "network"])
+@pytest.mark.parametrize("who", ["package_append", "survivor", "snoop", "network", "kill_all"])
 def test_an_attack_with_right_answers_scores_what_the_answers_deserve(attacked, who):
     assert attacked["rows"][who]["total"] == FULL, attacked["rows"][who]
 
@@ -209,8 +210,48 @@ def test_killing_every_visible_process_harms_nobody(attacked):
         assert attacked["rows"][who]["total"] == FULL
 
 
+def test_forged_passes_score_nothing(attacked):
+    """Points are awarded outside the kernel, from the results the test cells report."""
+    rows = attacked["rows"]
+    # an input transformer turned every test cell into `pass`: no results, no points
+    row = rows["forge_transformer"]
+    assert row["total"] == 0.0, row
+    assert all("did not report" in q["error"] for q in row["questions"].values() if not q["manual"])
+    # a wrong U-Net with check_unet replaced: its outputs differ from the instructor's
+    row = rows["forge_check_unet"]
+    assert row["questions"]["q3_unet"]["points"] == 0.0
+    assert "76 x 76" in row["questions"]["q3_unet"]["error"]
+    assert row["total"] == row["max"] - row["questions"]["q3_unet"]["max"]
+    # answers the in-kernel checks accept, though they skip what the question asks
+    row = rows["wrong_but_passing"]
+    assert row["questions"]["q1_fully_convolutional"]["points"] == 0.0
+    assert "Linear" in row["questions"]["q1_fully_convolutional"]["error"]
+    assert row["questions"]["q5_overlap_tile"]["points"] == 0.0
+    assert "torch tensor" in row["questions"]["q5_overlap_tile"]["error"]
+    assert row["total"] == row["max"] - 7
+    for who in ("forge_transformer", "forge_check_unet", "wrong_but_passing"):
+        assert all(q["judged"] == "outside" for q in rows[who]["questions"].values()
+                   if not q["manual"] and "judged" in q)
+
+
+def test_text_raised_by_student_code_never_reaches_the_feedback(attacked):
+    row = attacked["rows"]["leaky_assert"]
+    assert row["questions"]["q2_dice"]["points"] == 0.0
+    assert row["total"] == FULL - 3 - 1                  # Q5's answer calls dice too
+    out = attacked["out"]
+    report = {Path(r["submission"]).parent.name: r
+              for r in json.loads((out / "report.json").read_text())}
+    # (the instructor's flags.md quotes the lines it flags: that is its job)
+    texts = [(out / row["feedback"]).read_text(), (out / "grades.csv").read_text(),
+             json.dumps(report["leaky_assert"]["questions"])]
+    for text in texts:
+        assert "_record(" not in text and "HIDDEN" not in text and "linecache" not in text
+    assert "The test cell stopped with AssertionError" in texts[0]
+
+
 def test_every_attack_is_flagged_for_the_instructor(attacked):
-    for who in ("package_append", "survivor", "snoop", "network", "kill_all"):
+    for who in ("package_append", "survivor", "snoop", "network", "kill_all",
+                "forge_transformer", "forge_check_unet", "leaky_assert"):
         assert attacked["rows"][who]["flags"], who
     flags = (attacked["out"] / "flags.md").read_text()
     assert "## " in flags and "alice" not in flags

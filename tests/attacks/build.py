@@ -16,7 +16,8 @@ import nbformat
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
-# name -> (exercise, [(after this cell id, code)], what it tries)
+# name -> (exercise, [(after this cell id, code)], what it tries); FORGERIES below add
+# answers replaced or left blank
 ATTACKS = {
     "package_append": ("01_pixel_metrics", [("q1-answer", '''
 # Sabotage every later student: append a failing check to the package's own module on disk
@@ -116,6 +117,106 @@ print("KILLED", killed)
 }
 
 
+# name -> (exercise, {answer cell id: code, or None for the release's blank}, [(after, code)],
+# what it tries). These hand in wrong or missing answers and try to pass anyway.
+FORGERIES = {
+    "forge_transformer": ("04_losses", {"q1-answer": None, "q2-answer": None, "q3-answer": None}, [
+        ("setup", '''
+# No answers at all: rewrite every cell that calls a check into `pass` before it runs.
+def _skip_checks(lines):
+    return ["pass\\n"] if any("checks.check_" in line for line in lines) else lines
+
+get_ipython().input_transformers_cleanup.append(_skip_checks)
+''')], "an IPython input transformer that turns every test cell into `pass`"),
+    "forge_check_unet": ("03_fcn_unet", {"q3-answer": '''
+class UNet(nn.Module):
+    """A U-Net that concatenates in the wrong order: [up-sampled, skip]."""
+
+    def __init__(self, in_channels, out_channels, depth, base_width):
+        super().__init__()
+        widths = [base_width * 2**i for i in range(depth + 1)]
+        self.encoder = nn.ModuleList()
+        ch = in_channels
+        for w in widths[:-1]:
+            self.encoder.append(double_conv(ch, w))
+            ch = w
+        self.pool = down()
+        self.bottleneck = double_conv(ch, widths[-1])
+        self.ups = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.ups.append(nn.ModuleList([nn.ConvTranspose2d(2 * w, w, 2, stride=2),
+                                           double_conv(2 * w, w)]))
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for (up, block), skip in zip(self.ups, reversed(skips)):
+            x = up(x)
+            x = block(torch.cat([x, crop_and_concat(skip, x)[:, :skip.shape[1]]], dim=1))
+        return self.head(x)
+
+
+checks.check_unet = lambda *args, **kwargs: print("unet: all 6 checks passed - 4 points")
+'''}, [], "a wrong U-Net, and the check that would catch it replaced"),
+    "leaky_assert": ("01_pixel_metrics", {"q2-answer": '''
+def dice(pred, target):
+    """Raises an AssertionError that carries the test cell's own source (hidden tests too)."""
+    import inspect
+    import linecache
+    frames = inspect.stack()
+    text = "\\n".join("".join(linecache.getlines(f.filename)) for f in frames[1:4])
+    raise AssertionError("dice(pred, target) is wrong\\n" + text)
+'''}, [], "an error message that carries the hidden tests into the feedback"),
+    "wrong_but_passing": ("03_fcn_unet", {"q1-answer": '''
+def fully_convolutional(net):
+    """Not fully convolutional: slides the patch net over every window, stride 4."""
+    class Sliding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            n, w, stride = x.shape[0], self.net.window, 2 ** self.net.pools
+            patches = x.unfold(2, w, stride).unfold(3, w, stride)  # N x C x h x w x win x win
+            h, v = patches.shape[2], patches.shape[3]
+            flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(n * h * v, x.shape[1], w, w)
+            scores = self.net(flat)                                  # (N h w) x K
+            return scores.reshape(n, h, v, -1).permute(0, 3, 1, 2)
+    return Sliding()
+''', "q5-answer": '''
+def overlap_tile(net, image, tile):
+    """No tiles: one pass over the mirrored image, returned as numpy."""
+    context = (tile - models.output_size(tile, net.depth)) // 2
+
+    def fits(s):
+        for _ in range(net.depth):
+            s -= 4
+            if s % 2:
+                return False
+            s //= 2
+        return s > 4
+
+    def valid(size):                       # the first size >= size the net can take
+        while not fits(size):
+            size += 1
+        return size
+
+    h, w = image.shape
+    rows, cols = valid(h + 2 * context), valid(w + 2 * context)
+    padded = np.pad(image, ((context, rows - h - context), (context, cols - w - context)),
+                    mode="reflect")
+    with torch.no_grad():
+        scores = net(torch.as_tensor(padded, dtype=torch.float64)[None, None])[0]
+    return scores[:, :image.shape[0], :image.shape[1]].numpy()
+'''}, [], "answers the visible checks accept though they skip what the question asks"),
+}
+
+
 def solved(exercise: str):
     """The release notebook with the source's answers typed into the solution cells."""
     source = {c.id: c for c in nbformat.read(ROOT / "exercises" / "source" / f"{exercise}.ipynb",
@@ -128,8 +229,17 @@ def solved(exercise: str):
 
 
 def build(name: str):
-    exercise, cells, _ = ATTACKS[name]
-    nb = solved(exercise)
+    if name in FORGERIES:
+        exercise, answers, cells, _ = FORGERIES[name]
+        nb = solved(exercise)
+        blank = {c.id: c.source for c in nbformat.read(
+            ROOT / "exercises" / "release" / f"{exercise}.ipynb", as_version=4).cells}
+        for cell in nb.cells:
+            if cell.id in answers:
+                cell.source = blank[cell.id] if answers[cell.id] is None else answers[cell.id].strip() + "\n"
+    else:
+        exercise, cells, _ = ATTACKS[name]
+        nb = solved(exercise)
     for k, (after, code) in enumerate(cells, start=1):
         at = [c.id for c in nb.cells].index(after) + 1
         cell = nbformat.v4.new_code_cell(code.strip() + "\n")
@@ -139,7 +249,7 @@ def build(name: str):
 
 
 if __name__ == "__main__":
-    for name in ATTACKS:
+    for name in [*ATTACKS, *FORGERIES]:
         nb = build(name)
         nbformat.validate(nb)
         nbformat.write(nb, HERE / f"{name}.ipynb")

@@ -118,6 +118,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
         if roster is None:
             return 2
 
+    manual = None
+    if args.manual and Path(args.manual).exists():
+        from .grade import ManualError, read_manual
+        try:
+            manual = read_manual(args.manual)
+        except ManualError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
     start = time.monotonic()
 
     def progress(row):
@@ -130,7 +139,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
             report = grade(args.submissions, out, source_dir=args.source, jobs=args.jobs,
                            cell_timeout=args.cell_timeout, timeout=args.timeout, progress=progress,
                            shard=shard, sandbox=not args.no_sandbox,
-                           memory=args.memory)
+                           memory=args.memory, manual=manual)
     except (FileNotFoundError, ValueError, SandboxError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -140,6 +149,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print("no notebooks found in the given paths", file=sys.stderr)
     print(format_table(report))
     wrote = [out / "report.json", out / "grades.csv", out / "feedback"]
+    if args.manual:
+        from .grade import write_template
+        waiting = sum(q["manual"] and q["points"] is None
+                      for row in report for q in row["questions"].values())
+        if manual is None:                 # no file yet: write the template to fill in
+            write_template(report, args.manual)
+            wrote.append(Path(args.manual))
+            print(f"{args.manual}: a template with the {waiting} manually graded answer(s) to "
+                  "give points to; fill in `points` (and `comment`) and run again with the "
+                  "same --manual", file=sys.stderr)
+        elif waiting:
+            print(f"{waiting} manually graded answer(s) still await points in {args.manual}",
+                  file=sys.stderr)
     if shard:
         wrote.append(out / "shard.json")
     if roster is not None:
@@ -467,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "of N parts (every N-th submission of the sorted list, from the I-th on) and "
                     "write OUT/shard.json too; merge the N out folders with `unet-teach "
                     "grade-merge` (I = 1..N)")
+    gr.add_argument("--manual", metavar="FILE", help="points for the manually graded "
+                    "questions: a CSV with student, exercise, question, max, points, comment; "
+                    "written as a template (points empty) when FILE does not exist; a rerun "
+                    "with the same FILE keeps the points")
     gr.add_argument("--memory", type=float, default=None, metavar="GIB", help="memory (address "
                     "space) a sandboxed kernel may use, in GiB (default: 6); beyond it the "
                     "notebook gets a MemoryError")

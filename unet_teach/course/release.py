@@ -30,6 +30,7 @@ The release also clears every output and execution count, and writes
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -211,8 +212,35 @@ def release_notebook(nb, assignment: str):
             cell.outputs = []
             cell.execution_count = None
         cell.metadata.pop("execution", None)        # nbclient's timing records
+        meta = nbgrader_meta(cell)
+        if meta.get("grade") or meta.get("solution") or meta.get("locked"):
+            meta["checksum"] = nbgrader_checksum(cell)
     out.metadata[METADATA_KEY] = {"assignment": assignment}
     return out
+
+
+def nbgrader_checksum(cell) -> str:
+    """The checksum nbgrader's ``generate_assignment`` writes into a released cell's metadata
+    (``nbgrader.utils.compute_checksum``): the MD5 of the source, the cell type, whether it
+    is a grade, a solution and a locked cell (in nbgrader's sense: a grade cell that is not a
+    solution is locked), its grade id and, for a grade cell, its points. With it, nbgrader's
+    ``autograde`` can tell an unchanged released cell from an edited one.
+
+    Example:
+        >>> nbgrader_checksum({"cell_type": "code", "source": "assert f(1) == 2", "metadata": {
+        ...     "nbgrader": {"grade_id": "q1", "grade": True, "solution": False, "points": 2}}})
+        '2d4ea0cff05ad306581407803bee7283'
+    """
+    meta = nbgrader_meta(cell)
+    grade, solution = meta.get("grade", False), meta.get("solution", False)
+    locked = False if solution else True if grade else meta.get("locked", False)
+    m = hashlib.md5()
+    for part in (cell["source"], cell["cell_type"], str(grade), str(solution), str(locked),
+                 meta["grade_id"]):
+        m.update(str(part).encode("utf-8"))
+    if grade:
+        m.update(str(float(meta["points"])).encode("utf-8"))
+    return m.hexdigest()
 
 
 def source_notebooks(source_dir: str | os.PathLike) -> list[Path]:

@@ -2,9 +2,10 @@
 
 Each check runs your function on a few fixed inputs and compares it with a reference built
 from :mod:`unet_teach.patches` and :mod:`unet_teach.cost`. On success it prints one line with
-the points; otherwise it raises ``AssertionError`` naming the input, the expected and the
-returned value, by how much they differ, and a hint. Images are small fixed float64 arrays,
-everything runs on the CPU.
+the points; otherwise it raises ``CheckFailed`` (an ``AssertionError``) naming the input, the
+expected and the returned value, by how much they differ, and a hint, then the check's id
+(``MESSAGES[id]`` is the fixed text a grader shows for it). Images are small fixed float64
+arrays, everything runs on the CPU.
 
 A conv/pool stack is written as a list of tuples: ``("conv", in_channels, out_channels,
 kernel)`` for a valid (unpadded) square convolution with stride 1, and ``("pool", k)`` for a
@@ -32,8 +33,9 @@ Example:
     >>> check_extract_patch(extract_patch)
     Traceback (most recent call last):
     ...
-    AssertionError: extract_patch called the library's reference implementation unet_teach.patches.extract_patch on 'a 6 x 5 ramp', pixel (0, 0), window 3: that is the answer key, not an answer, and earns no points for this question.
-    Hint: pad with np.pad(image, window // 2, mode='reflect') and slice the patch out yourself; the library's function is only the reference the check compares with
+    unet_teach.course.checks._common.CheckFailed: extract_patch called the library's reference implementation unet_teach.patches.extract_patch on 'a 6 x 5 ramp', pixel (0, 0), window 3: that is the answer key, not an answer, and earns no points for this question.
+    Hint: mirror-pad the image with np.pad (mode='reflect') and slice the patch out yourself; the library's function is only the reference the check compares with
+    [check: common.library_reference]
 """
 
 from __future__ import annotations
@@ -44,7 +46,57 @@ import numpy as np
 from torch import nn
 
 from ... import cost, patches
-from ._common import call_own, report_passed
+from ._common import call_own, fail, report_passed
+
+# What a grader may copy into a feedback file for each check that fails, by the id the check
+# raises with (see _common.CheckFailed): a fixed text, what is wrong and where to look.
+MESSAGES: dict[str, str] = {
+    "patches.returned_none":
+        "The function returned None instead of its result.\nHint: look at the end of your "
+        "function: the value it computes must be given back with `return`.",
+    "patches.not_a_number":
+        "The function returned something that is not one number (a list, an array of several "
+        "values, a string...).\nHint: look at what your `return` line gives back: one number "
+        "for the whole stack.",
+    # Q1 the patch
+    "patches.extract_patch.shape":
+        "extract_patch returns a patch of the wrong shape.\nHint: the patch is window x window, "
+        "centred on the pixel; look at the slice you take out of the padded image and at how "
+        "much you pad.",
+    "patches.extract_patch.symmetric":
+        "extract_patch mirrors the border with the edge pixel repeated (numpy's 'symmetric' "
+        "mode); the question mirrors without repeating it.\nHint: look at the mode you pad "
+        "with: the question names numpy's mode for this mirroring.",
+    "patches.extract_patch.values":
+        "extract_patch returns the wrong values: not the mirrored patch centred on the pixel."
+        "\nHint: after padding by window // 2 on every side, pixel (row, col) of the image "
+        "moves; look at where your slice starts in the padded image.",
+    # Q2 sliding window
+    "patches.sliding_window_segment.shape":
+        "sliding_window_segment returns a label map of the wrong shape.\nHint: one label per "
+        "pixel: look at how you shape classify's answer into an image.",
+    "patches.sliding_window_segment.values":
+        "sliding_window_segment gives wrong labels.\nHint: classify must get the mirrored "
+        "patch of every pixel, in row-major order (row by row); look at the order you collect "
+        "the patches in and at how you turn the labels back into an image.",
+    # Q3 cost
+    "patches.stack_macs.value":
+        "stack_macs gives the wrong number of multiply-accumulates.\nHint: follow the side "
+        "length through the layers (a valid k x k conv and a k-pool both shrink it) and add "
+        "each conv's cost at its output size; the question gives the cost of one conv.",
+    "patches.redundancy.value":
+        "redundancy gives the wrong ratio.\nHint: it is the sliding window's cost per pixel "
+        "(your stack_macs of one window) divided by the cost of computing every conv feature "
+        "once; look at the second one, which the question defines.",
+    # Q4 receptive field
+    "patches.receptive_field.not_a_pair":
+        "receptive_field does not return a pair of numbers.\nHint: return the tuple "
+        "(size, stride).",
+    "patches.receptive_field.value":
+        "receptive_field gives the wrong size or stride.\nHint: walk the layers keeping jump, "
+        "the spacing of the current map's features in input pixels: look at what a k x k "
+        "layer adds to the size, and at how a pooling layer changes the jump.",
+}
 
 POINTS = {"extract_patch": 3, "sliding_window_segment": 2, "stack_macs": 3, "redundancy": 2,
           "receptive_field": 3}
@@ -72,7 +124,7 @@ REFERENCES = {
 }
 ALLOWED = {"sliding_window_segment": (patches.extract_patch,)}   # Q1's answer, one patch
 ADVICE = {
-    "extract_patch": "pad with np.pad(image, window // 2, mode='reflect') and slice the patch "
+    "extract_patch": "mirror-pad the image with np.pad (mode='reflect') and slice the patch "
                      "out yourself",
     "sliding_window_segment": "loop over the pixels in row-major order, stack their patches "
                               "(your extract_patch) and call classify once",
@@ -107,13 +159,21 @@ def _images() -> dict[str, np.ndarray]:
             "a random 9 x 7 image": rng.random((9, 7))}
 
 
-def _number(value, name: str, where: str, expected: float, hint: str, rel: float = 1e-9) -> None:
+def _number(value, name: str, where: str, expected: float, hint: str, check_id: str,
+            rel: float = 1e-9) -> None:
+    """``value`` must be one number within ``rel`` of ``expected``; ``check_id`` names the
+    check of a wrong value."""
     if value is None:
-        raise AssertionError(f"{name} returned None on {where}; did you forget `return`?")
-    got = float(np.asarray(value).reshape(()))
+        fail("patches.returned_none", f"{name} returned None on {where}; did you forget "
+                                      "`return`?")
+    try:
+        got = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        fail("patches.not_a_number", f"{name} returned {type(value).__name__} {value!r:.60} on "
+                                     f"{where}; return one number")
     if abs(got - expected) > rel * max(1.0, abs(expected)):
-        raise AssertionError(f"{name} is wrong on {where}: expected {expected:,.6g}, got "
-                             f"{got:,.6g} (off by {abs(got - expected):,.6g}).\nHint: {hint}")
+        fail(check_id, f"{name} is wrong on {where}: expected {expected:,.6g}, got "
+                       f"{got:,.6g} (off by {abs(got - expected):,.6g}).\nHint: {hint}")
 
 
 def check_extract_patch(fn: Callable, points: float | None = None) -> None:
@@ -123,8 +183,9 @@ def check_extract_patch(fn: Callable, points: float | None = None) -> None:
         >>> check_extract_patch(lambda image, row, col, window: image[:window, :window])
         Traceback (most recent call last):
         ...
-        AssertionError: extract_patch is wrong on 'a 6 x 5 ramp', pixel (0, 0), window 3: 9 of 9 values differ (largest difference 6).
-        Hint: pad by window // 2 with np.pad(image, r, mode='reflect'); the patch of (row, col) is padded[row:row + window, col:col + window]
+        unet_teach.course.checks._common.CheckFailed: extract_patch is wrong on 'a 6 x 5 ramp', pixel (0, 0), window 3: 9 of 9 values differ (largest difference 6).
+        Hint: mirror-pad by window // 2 on every side (np.pad, mode='reflect'); padding moves pixel (row, col), so look at where your slice of the padded image starts
+        [check: patches.extract_patch.values]
     """
     cases = [(0, 0, 3), (5, 4, 5), (2, 2, 1), (3, 1, 7)]
     n = 0
@@ -136,18 +197,26 @@ def check_extract_patch(fn: Callable, points: float | None = None) -> None:
             expected = patches.extract_patch(image, row, col, window)
             place = f"'{where}', pixel ({row}, {col}), window {window}"
             got = _call(fn, "extract_patch", image.copy(), row, col, window, where=place)
+            if got is None:
+                fail("patches.returned_none", f"extract_patch returned None on {place}; did you "
+                                              "forget `return`?")
             got = np.asarray(got)
             if got.shape != expected.shape:
-                raise AssertionError(f"extract_patch returned shape {got.shape} on {place}; expected "
-                                     f"{expected.shape}.\nHint: the patch is window x window, centred on the pixel")
+                fail("patches.extract_patch.shape",
+                     f"extract_patch returned shape {got.shape} on {place}; expected "
+                     f"{expected.shape}.\nHint: the patch is window x window, centred on the pixel")
             if not np.allclose(got, expected):
                 bad = ~np.isclose(got, expected)
-                edge = ("np.pad's 'symmetric' mode repeats the edge pixel; mirroring here uses 'reflect'"
-                        if np.allclose(got, np.pad(image, window // 2, mode="symmetric")[row:row + window, col:col + window])
-                        else "pad by window // 2 with np.pad(image, r, mode='reflect'); the patch of (row, col) "
-                             "is padded[row:row + window, col:col + window]")
-                raise AssertionError(f"extract_patch is wrong on {place}: {bad.sum()} of {bad.size} values "
-                                     f"differ (largest difference {np.abs(got - expected).max():g}).\nHint: {edge}")
+                symmetric = np.pad(image, window // 2, mode="symmetric")[row:row + window,
+                                                                         col:col + window]
+                edge, key = (("np.pad's 'symmetric' mode repeats the edge pixel; mirroring here "
+                              "uses 'reflect'", "patches.extract_patch.symmetric")
+                             if np.allclose(got, symmetric) else
+                             ("mirror-pad by window // 2 on every side (np.pad, mode='reflect'); "
+                              "padding moves pixel (row, col), so look at where your slice of the "
+                              "padded image starts", "patches.extract_patch.values"))
+                fail(key, f"extract_patch is wrong on {place}: {bad.sum()} of {bad.size} values "
+                          f"differ (largest difference {np.abs(got - expected).max():g}).\nHint: {edge}")
     report_passed(POINTS, "extract_patch", n, points)
 
 
@@ -172,15 +241,21 @@ def check_sliding_window_segment(fn: Callable, points: float | None = None) -> N
     for where, image in _images().items():
         n += 1
         expected = classify(patches.extract_patches(image, 3)).reshape(image.shape)
-        got = np.asarray(_call(fn, "sliding_window_segment", classify, image.copy(), 3,
-                               where=f"'{where}' (window 3)"))
+        got = _call(fn, "sliding_window_segment", classify, image.copy(), 3,
+                    where=f"'{where}' (window 3)")
+        if got is None:
+            fail("patches.returned_none", f"sliding_window_segment returned None on '{where}'; "
+                                          "did you forget `return`?")
+        got = np.asarray(got)
         if got.shape != expected.shape:
-            raise AssertionError(f"sliding_window_segment returned shape {got.shape} on '{where}'; "
-                                 f"expected {expected.shape}.\nHint: one label per pixel, reshape to image.shape")
+            fail("patches.sliding_window_segment.shape",
+                 f"sliding_window_segment returned shape {got.shape} on '{where}'; expected "
+                 f"{expected.shape}.\nHint: one label per pixel, reshape to image.shape")
         if not np.array_equal(got, expected):
-            raise AssertionError(f"sliding_window_segment is wrong on '{where}' (window 3): "
-                                 f"{int((got != expected).sum())} of {got.size} labels differ.\nHint: "
-                                 "give classify the mirrored patch of every pixel in row-major order")
+            fail("patches.sliding_window_segment.values",
+                 f"sliding_window_segment is wrong on '{where}' (window 3): "
+                 f"{int((got != expected).sum())} of {got.size} labels differ.\nHint: give "
+                 "classify the mirrored patch of every pixel in row-major order")
     report_passed(POINTS, "sliding_window_segment", n, points)
 
 
@@ -192,8 +267,9 @@ def check_stack_macs(fn: Callable, points: float | None = None) -> None:
         >>> check_stack_macs(lambda layers, size: 0)
         Traceback (most recent call last):
         ...
-        AssertionError: stack_macs is wrong on 'one 3x3 conv' with a 9 x 9 input: expected 1,764, got 0 (off by 1,764).
+        unet_teach.course.checks._common.CheckFailed: stack_macs is wrong on 'one 3x3 conv' with a 9 x 9 input: expected 1,764, got 0 (off by 1,764).
         Hint: a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to s - k + 1, a k-pool maps s to s // k
+        [check: patches.stack_macs.value]
     """
     for where, layers in STACKS.items():
         size = WINDOWS[where]
@@ -202,7 +278,7 @@ def check_stack_macs(fn: Callable, points: float | None = None) -> None:
         got = _call(fn, "stack_macs", list(layers), size, where=place)
         _number(got, "stack_macs", place, expected,
                 "a conv costs out_h * out_w * c_out * c_in * k * k; a valid k x k conv maps s to "
-                "s - k + 1, a k-pool maps s to s // k")
+                "s - k + 1, a k-pool maps s to s // k", "patches.stack_macs.value")
     report_passed(POINTS, "stack_macs", len(STACKS), points)
 
 
@@ -214,8 +290,9 @@ def check_redundancy(fn: Callable, points: float | None = None) -> None:
         >>> check_redundancy(lambda layers, window: 1.0)
         Traceback (most recent call last):
         ...
-        AssertionError: redundancy is wrong on 'one 3x3 conv' with window 9: expected 49, got 1 (off by 48).
+        unet_teach.course.checks._common.CheckFailed: redundancy is wrong on 'one 3x3 conv' with window 9: expected 49, got 1 (off by 48).
         Hint: divide stack_macs(layers, window) by the once-per-position cost, the sum over convs of c_in * c_out * k * k
+        [check: patches.redundancy.value]
     """
     for where, layers in STACKS.items():
         window = WINDOWS[where]
@@ -225,7 +302,7 @@ def check_redundancy(fn: Callable, points: float | None = None) -> None:
         got = _call(fn, "redundancy", list(layers), window, where=place)
         _number(got, "redundancy", place, expected,
                 "divide stack_macs(layers, window) by the once-per-position cost, the sum over "
-                "convs of c_in * c_out * k * k", rel=1e-6)
+                "convs of c_in * c_out * k * k", "patches.redundancy.value", rel=1e-6)
     report_passed(POINTS, "redundancy", len(STACKS), points)
 
 
@@ -236,19 +313,30 @@ def check_receptive_field(fn: Callable, points: float | None = None) -> None:
         >>> check_receptive_field(lambda layers: (3, 1))
         Traceback (most recent call last):
         ...
-        AssertionError: receptive_field is wrong on 'conv 3x3, pool 2, conv 3x3': expected (8, 2), got (3, 1).
-        Hint: walk the layers keeping jump (start 1): size += (k - 1) * jump, then jump *= stride (1 for a conv, k for a k-pool)
+        unet_teach.course.checks._common.CheckFailed: receptive_field is wrong on 'conv 3x3, pool 2, conv 3x3': expected (8, 2), got (3, 1).
+        Hint: walk the layers keeping jump, the spacing of the current map's features in input pixels (1 at the start): a k x k layer widens the field by k - 1 of those spacings, and a layer's stride multiplies the jump (1 for a conv, k for a k-pool)
+        [check: patches.receptive_field.value]
     """
     for where, layers in STACKS.items():
         expected = cost.receptive_field(to_module(layers))
         got = _call(fn, "receptive_field", list(layers), where=f"'{where}'")
+        if got is None:
+            fail("patches.returned_none", f"receptive_field returned None on '{where}'; did you "
+                                          "forget `return`?")
         try:
             got = tuple(int(v) for v in got)
-        except TypeError:
-            raise AssertionError(f"receptive_field returned {got!r} on '{where}'; return a tuple "
-                                 "(size, stride)") from None
+        except (TypeError, ValueError):
+            fail("patches.receptive_field.not_a_pair", f"receptive_field returned {got!r:.60} on "
+                                                       f"'{where}'; return a tuple (size, stride)")
+        if len(got) != 2:
+            fail("patches.receptive_field.not_a_pair", f"receptive_field returned {len(got)} "
+                                                       f"values on '{where}'; return a tuple "
+                                                       "(size, stride)")
         if got != expected:
-            raise AssertionError(f"receptive_field is wrong on '{where}': expected {expected}, got {got}.\n"
-                                 "Hint: walk the layers keeping jump (start 1): size += (k - 1) * jump, "
-                                 "then jump *= stride (1 for a conv, k for a k-pool)")
+            fail("patches.receptive_field.value",
+                 f"receptive_field is wrong on '{where}': expected {expected}, got {got}.\n"
+                 "Hint: walk the layers keeping jump, the spacing of the current map's features "
+                 "in input pixels (1 at the start): a k x k layer widens the field by k - 1 of "
+                 "those spacings, and a layer's stride multiplies the jump (1 for a conv, k for a "
+                 "k-pool)")
     report_passed(POINTS, "receptive_field", len(STACKS), points)

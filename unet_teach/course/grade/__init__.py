@@ -7,13 +7,17 @@ The pipeline, one file a phase, in the order :func:`grade` runs it::
     #                 code runs; match each to its exercise (release id, else file name)
     # assemble.py  2. build the notebook to run: the student's cells, with every test cell
     #                 and locked code cell (hidden tests included) taken from the source
+    #              3a. first the source notebook itself, with the instructor's answers: what
+    #                 each test cell reports there is what a student's must report
     # run.py       3. run it in a worker process, in a kernel in an empty temporary folder,
     #                 with a time limit per cell and per notebook and capped output
     #                 (pool.py starts the workers, a few at a time, and kills any that overrun)
-    # score.py     4. a test cell that ran without an error earns its points; manually graded
-    #                 questions are left to a person
+    # score.py     4. a test cell earns its points when it ran without an error and the
+    # judge.py        results it reported (evidence.py) match the instructor's, compared here,
+    #                 outside the kernel; manually graded questions are left to a person
     # restore.py   5. write back any input file that student code changed while the batch ran
-    # report.py    6. report.json, grades.csv and the table on the terminal, and
+    # manual.py    6. the points a person gave the written answers (--manual FILE), then
+    # report.py       report.json, grades.csv and the table on the terminal, and
     # feedback.py     one Markdown file per submission to hand back
     # shard.py     (a large course) grade every n-th submission on each of n machines, with
     #                 --shard i/n, and merge the parts into the files of one whole run
@@ -33,6 +37,7 @@ Example (a blank release scores 0; this starts a kernel, so it is not run as a d
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
@@ -43,6 +48,7 @@ import nbformat
 from .assemble import assemble
 from .feedback import feedback_text, write_feedback
 from .flags import scan_cells
+from .manual import ManualError, apply_manual, read_manual, write_template
 from .pool import run_jobs
 from .read import (Assignment, SubmissionError, collect, load_assignments, match,
                    read_submission)
@@ -50,11 +56,11 @@ from .report import format_table, question_ids, write_report
 from .restore import restore, snapshot
 from .run import STARTUP_TIMEOUT
 from .sandbox import SandboxError, probe
-from .score import make_row, score_questions
+from .score import expected_records, make_row, score_questions
 from .shard import ShardError, merge, parse_shard, run_identity, select, write_shard_info
 
-__all__ = ["grade", "Assignment", "SandboxError", "ShardError", "SubmissionError", "assemble", "collect",
-           "feedback_text", "format_table", "load_assignments", "match", "merge", "parse_shard",
+__all__ = ["grade", "Assignment", "ManualError", "SandboxError", "ShardError", "SubmissionError", "assemble", "collect",
+           "feedback_text", "format_table", "read_manual", "write_template", "load_assignments", "match", "merge", "parse_shard",
            "question_ids", "read_submission", "write_feedback", "write_report"]
 
 
@@ -65,10 +71,41 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+# The instructor's records of a source notebook, by (its bytes' hash, sandbox): a process
+# that grades several batches of one exercise (a test suite, a notebook) runs the source
+# once. The key changes with every byte of the source; the time and memory limits are left
+# out of it (they bind the students: a source that passed under one passes under any).
+_EXPECTED: dict[tuple, dict] = {}
+
+
+def _expected_records(assignments: dict[str, Assignment], jobs: int, sandbox: bool,
+                      memory: float | None, cell_timeout: float, timeout: float) -> dict:
+    """``{exercise: {grade_id: records}}``: each source notebook, answers included, assembled
+    and run like a submission; a ``ValueError`` if one of its own test cells fails."""
+    todo, tests_of, keys, found = [], {}, {}, {}
+    for name, assignment in assignments.items():
+        digest = hashlib.sha256(Path(assignment.path).read_bytes()).hexdigest()
+        keys[name] = (digest, sandbox)
+        if keys[name] in _EXPECTED:
+            found[name] = _EXPECTED[keys[name]]
+            continue
+        nb, tests = assemble(read_submission(assignment.path), assignment)
+        tests_of[name] = tests
+        todo.append((name, {"notebook": nbformat.writes(nb), "tests": tests, "sandbox": sandbox,
+                            "memory": int(memory * 2**30) if memory else None,
+                            "cell_timeout": cell_timeout, "timeout": timeout}))
+    results: dict[str, dict] = {}
+    run_jobs(todo, jobs, hard_limit=timeout + STARTUP_TIMEOUT + 30,
+             finish=lambda name, result, _: results.__setitem__(name, result))
+    for name in results:
+        found[name] = _EXPECTED[keys[name]] = expected_records(tests_of[name], results[name])
+    return found
+
+
 def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike = "exercises/source",
           jobs: int | None = None, cell_timeout: float = 60, timeout: float = 600,
           progress=None, shard: tuple[int, int] | None = None, sandbox: bool = True,
-          memory: float | None = None) -> list[dict]:
+          memory: float | None = None, manual: dict | None = None) -> list[dict]:
     """Grade ``submissions`` (notebook files and folders), write ``out_dir/report.json``,
     ``out_dir/grades.csv``, ``out_dir/feedback/`` and the executed notebooks under
     ``out_dir/executed/``; return the report (one dict per submission, in the order found).
@@ -84,6 +121,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     a kernel may use ``memory`` GiB of address space (default
     :data:`~unet_teach.course.grade.sandbox.MEMORY_LIMIT`) and CPU time of about four
     times ``timeout``; beyond that it is stopped (a ``MemoryError``, or the kernel killed).
+
+    ``manual`` (from :func:`~unet_teach.course.grade.manual.read_manual`) gives the manually
+    graded questions their points and comments before anything is written; a line it cannot
+    apply is a warning.
 
     ``shard=(i, n)`` grades only the i-th of n parts of the batch (every n-th submission of
     the sorted list, from the i-th on; see ``unet_teach.course.grade.shard``), writes
@@ -144,6 +185,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
                          "cell_timeout": cell_timeout, "timeout": timeout,
                          "executed_path": str(out_dir / "executed" / executed[i])}))
 
+    # 3a. the instructor's answers, run the same way: the results each test cell must report
+    expected = _expected_records({a.name: a for a, _ in matched.values()}, jobs, sandbox,
+                                 memory, cell_timeout, timeout)
+
     # 3. run, `jobs` workers at a time; 4. score each as it finishes
     def finish(i, result, seconds):
         path, student = found[i]
@@ -151,7 +196,8 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
         questions = None                  # the worker failed: every question "not run"
         if "replies" in result:
             questions = score_questions(assignment, tests, result["replies"], result["stop"],
-                                        cell_timeout)
+                                        cell_timeout, result.get("records"),
+                                        expected[assignment.name])
         row = make_row(_display(path), student, assignment, result.get("error"), questions,
                        result.get("seconds", seconds))
         row["sandboxed"] = sandbox
@@ -170,8 +216,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     for path in restored:
         warnings.warn(f"{_display(path)} was changed while the batch ran (by a submission's "
                       "code) and has been restored to the bytes that were graded", stacklevel=2)
-    # 6. the files
+    # 6. the files (the points a person gave folded in first)
     report = [r for r in rows if r is not None]
+    for problem in apply_manual(report, manual) if manual is not None else []:
+        warnings.warn(f"manual points: {problem}", stacklevel=2)
     write_feedback(report, out_dir)
     write_report(report, out_dir, assignments)
     if shard is not None:

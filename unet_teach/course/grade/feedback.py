@@ -61,16 +61,17 @@ def feedback_text(row: dict) -> str:
                           "This file could not be graded:", "", *_block(row["error"] or ""),
                           "Check the file (open it in Jupyter) and hand it in again."]).rstrip()
     questions = row["questions"]
-    manual = [gid for gid, q in questions.items() if q["manual"]]
+    waiting = [gid for gid, q in questions.items() if q["manual"] and q["points"] is None]
     lines = [f"# {exercise}: {row['total']:g} / {row['max']:g} points", "", who, ""]
-    if manual:
-        lines += [f"These points are for the automatically graded questions; "
-                  f"{', '.join(manual)} ({row.get('manual_max', 0):g} points in all) "
-                  "will be graded by hand.", ""]
+    if waiting:
+        lines += [f"{', '.join(waiting)} ({sum(questions[g]['max'] for g in waiting):g} points "
+                  "in all) will be graded by hand; the total does not include them yet.", ""]
     lines += ["| question | points | result |", "|---|---|---|"]
     for gid, q in questions.items():
         if q["manual"]:
-            lines.append(f"| {gid} | - / {q['max']:g} | awaiting manual grading |")
+            lines.append(f"| {gid} | - / {q['max']:g} | awaiting manual grading |"
+                         if q["points"] is None else
+                         f"| {gid} | {q['points']:g} / {q['max']:g} | graded by hand |")
         else:
             result = "passed" if q["error"] is None else (
                 "not run" if q["error"].startswith("not run") else "failed")
@@ -84,7 +85,13 @@ def feedback_text(row: dict) -> str:
     if failed:
         lines += ["## What failed", ""]
         for gid, q in failed:
-            lines += [f"### {gid} ({q['points']:g} / {q['max']:g})", "", *_block(q["error"])]
+            lines += [f"### {gid} ({q['points']:g} / {q['max']:g})", "",
+                      *_block(q.get("message") or q["error"])]
+    comments = [(gid, q) for gid, q in questions.items() if q["manual"] and q.get("comment")]
+    if comments:
+        lines += ["## Comments on your written answers", ""]
+        for gid, q in comments:
+            lines += [f"### {gid} ({q['points']:g} / {q['max']:g})", "", *_block(q["comment"])]
     return "\n".join(lines).rstrip()
 
 

@@ -35,6 +35,9 @@ PATTERNS = [
      "starts or signals other processes"),
     (r"inspect\s*\.\s*getsource|\bexec\s*\(|\beval\s*\(|compile\s*\(|__code__|\.co_code\b",
      "runs or copies code as text (e.g. the library's source as an answer)"),
+    (r"linecache|inspect\s*\.\s*(stack|currentframe|getouterframes)|_getframe|\.f_back\b|"
+     r"\.f_locals\b|\.f_globals\b",
+     "reads the code or variables of its caller (the test cell, the check)"),
     (r"""(open|Path|listdir|scandir|walk|glob|remove|unlink|rmtree|chdir)\s*\(\s*[rbf]?["'](/|~|\.\.)"""
      r"|\.__file__\b|site-packages|\bos\s*\.\s*environ",
      "the file system outside its own folder (or the package's own files, the environment)"),

@@ -19,9 +19,13 @@ from .read import Assignment
 
 
 def question_ids(report: list[dict], assignments: dict[str, Assignment] | None = None) -> list[str]:
-    """Grade ids in exercise order, then any others in order of appearance."""
+    """Grade ids of the exercises graded in ``report``, in exercise order, then any others in
+    order of appearance (an exercise nobody handed in gets no columns)."""
+    graded = {row.get("assignment") for row in report}
     ids: list[str] = []
     for a in (assignments or {}).values():
+        if a.name not in graded:
+            continue
         ids += [gid for gid, _, _ in a.questions if gid not in ids]
     for row in report:
         ids += [gid for gid in row["questions"] if gid not in ids]
@@ -32,7 +36,9 @@ def _cell(question: dict | None, missing: str) -> str:
     """A question's entry in a table: its points, ``manual``, or ``missing``."""
     if question is None:
         return missing
-    return "manual" if question.get("manual") else f"{question['points']:g}"
+    if question.get("manual") and question.get("points") is None:
+        return "manual"
+    return f"{question['points']:g}"
 
 
 def write_report(report: list[dict], out_dir: str | os.PathLike,

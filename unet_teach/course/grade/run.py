@@ -9,7 +9,9 @@ prints 100 MB costs neither memory nor disk. The worker reports what each test c
 :mod:`~unet_teach.course.grade.score` turns that into points.
 
 Messages to the parent, over a pipe: ``("kernel", pid)`` as soon as the kernel runs (so the
-parent can kill it), then ``("result", dict)``.
+parent can kill it), then ``("result", dict)``: the test cells' replies (status, error) and
+the records their outputs carried (:mod:`unet_teach.course.evidence`), which the grader judges
+outside the kernel.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 
 import nbformat
 
+from .. import evidence
 from .sandbox import CPU_SECONDS_PER_WALL_SECOND, MEMORY_LIMIT, Sandbox
 from .score import short_error
 
@@ -147,8 +150,10 @@ async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, rep
     stop = None                                  # why the remaining cells were not run
     try:
         # the kernel's own stdout/stderr (not the cells' output) would only clutter the terminal
+        # (in a sandbox the environment is the box's own; see Sandbox.environment)
+        env = {} if box else {"env": {**os.environ, evidence.ENV: "1"}}
         async with client.async_setup_kernel(cwd=workdir, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.DEVNULL):
+                                             stderr=subprocess.DEVNULL, **env):
             report_pid(getattr(client.km.provisioner, "pid", None))
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
@@ -179,14 +184,33 @@ async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, rep
                                                         for i in client.truncated))
     if stop:
         notes.append(f"{stop}; the rest was not run")
-    test_replies = {}
+    test_replies, records = {}, {}
     for index, _, _ in tests:
         content = replies.get(index, {}).get("content")
         if content is not None:                  # only what scoring reads crosses the pipe
             test_replies[index] = {k: str(content[k]) for k in ("status", "ename", "evalue")
                                    if k in content}
-    return {"replies": test_replies, "stop": stop, "error": "; ".join(notes) or None,
+        records[index] = _take_records(nb.cells[index])
+    for cell in nb.cells:                        # a student's own cell may print records too
+        if cell.cell_type == "code":
+            _take_records(cell)
+    return {"replies": test_replies, "records": records, "stop": stop,
+            "error": "; ".join(notes) or None,
             "seconds": round(time.monotonic() - start, 2), "nb": nb}
+
+
+def _take_records(cell) -> list[dict]:
+    """The records (:mod:`unet_teach.course.evidence`) a cell's outputs carry, removed from
+    the cell (the executed notebook keeps what a person reads)."""
+    found, kept = [], []
+    for out in cell.get("outputs", []):
+        data = out.get("data") or {}
+        if out.get("output_type") in ("display_data", "execute_result") and evidence.MIME in data:
+            found.append(data[evidence.MIME])
+        else:
+            kept.append(out)
+    cell.outputs = kept
+    return found
 
 
 def worker(job: dict, conn) -> None:

@@ -97,6 +97,7 @@ class Sandbox:
                 "IPYTHONDIR": "/tmp/ipython", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter",
                 "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
                 "PYTHONDONTWRITEBYTECODE": "1", "UNET_TEACH_SANDBOX": "1",
+                "UNET_TEACH_GRADING": "1",
                 "VIRTUAL_ENV": sys.prefix}
 
     def wrap(self, argv: list[str]) -> list[str]:

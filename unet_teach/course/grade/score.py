@@ -1,11 +1,18 @@
 """Phase 4 of grading: the points of each question, from what its test cell did.
 
-A test cell that ran without an error earns its ``points``; one that raised earns 0 and
-records the error (the exception's name, the first and the last line of its message); one
-the notebook never reached earns 0 with ``not run: <why>``. A manually graded question
+A test cell earns its ``points`` when it ran without an error *and* the results it reported
+satisfy the instructor's (:mod:`~unet_teach.course.grade.judge`, outside the kernel; a cell
+of a source notebook that reports nothing is judged by its error alone, and the row says
+so). One that raised earns 0 and records the error: the exception's name and a fixed text
+(:mod:`~unet_teach.course.grade.messages`: the check's own message looked up by its id, never
+the words that came out of the kernel), in full as ``message`` and cut to
+``MAX_ERROR_CHARS`` as ``error`` for the terminal and ``grades.csv``; one whose results
+differ earns 0 with the reason; one the notebook never reached earns 0 with
+``not run: <why>``. A manually graded question
 (nbgrader ``solution: true, grade: true``) gets ``"points": None, "manual": True``: a person
-gives its points, so it counts in neither the row's ``total`` nor its ``max`` (its points are
-in ``manual_max``).
+gives its points (:mod:`~unet_teach.course.grade.manual`); the row's ``max`` counts them (the
+points possible) and ``manual_max`` says how many of them are manual, while ``total`` counts
+only the points given so far.
 
 A row of the report, one per submission::
 
@@ -17,6 +24,10 @@ A row of the report, one per submission::
 
 from __future__ import annotations
 
+import re
+
+from .judge import judge
+from .messages import feedback_message
 from .read import Assignment
 
 MAX_ERROR_CHARS = 300                # of an error message in the report
@@ -39,18 +50,37 @@ def _question(points: float | None, max_points: float, error: str | None = None,
     return {"points": points, "max": max_points, "manual": manual, "error": error}
 
 
+def expected_records(tests: list[tuple[int, str, float]], result: dict) -> dict[str, list]:
+    """``{grade_id: records}`` of the instructor's run of the source notebook (``result`` as
+    the worker returns it); a ``ValueError`` naming the first test cell that failed there (a
+    source notebook whose own answers fail cannot grade anyone)."""
+    replies, records = result.get("replies", {}), result.get("records", {})
+    for index, gid, _ in tests:
+        content = replies.get(index)
+        if content is None or content.get("status") != "ok":
+            why = short_error(content.get("ename", "error"), content.get("evalue", "")) \
+                if content else (result.get("error") or "not run")
+            raise ValueError(f"the source notebook's own test cell {gid} fails with its own "
+                             f"answers ({why}); fix the source before grading")
+    return {gid: records.get(index, []) for index, gid, _ in tests}
+
+
 def score_questions(assignment: Assignment, tests: list[tuple[int, str, float]],
-                    replies: dict[int, dict], stop: str | None, cell_timeout: float) -> dict:
+                    replies: dict[int, dict], stop: str | None, cell_timeout: float,
+                    records: dict[int, list] | None = None,
+                    expected: dict[str, list] | None = None) -> dict:
     """Every question of ``assignment``, scored.
 
     ``tests`` is what :func:`~unet_teach.course.grade.assemble.assemble` returns with the
     notebook, ``replies`` maps a cell index to its execute reply (``status``, ``ename``,
-    ``evalue``) and ``stop`` says why the notebook stopped early, if it did.
+    ``evalue``), ``records`` to the records its outputs carried, ``expected`` maps a grade id
+    to the instructor's records (:func:`expected_records`) and ``stop`` says why the notebook
+    stopped early, if it did.
 
     Example:
         >>> a = Assignment("ex", None, None, [("q1", 2.0, False), ("q2", 1.0, True)])
         >>> score_questions(a, [(3, "q1", 2.0)], {3: {"status": "ok"}}, None, 60)["q1"]
-        {'points': 2.0, 'max': 2.0, 'manual': False, 'error': None}
+        {'points': 2.0, 'max': 2.0, 'manual': False, 'error': None, 'judged': 'kernel'}
         >>> score_questions(a, [(3, "q1", 2.0)], {}, "the kernel died", 60)["q1"]["error"]
         'not run: the kernel died'
     """
@@ -64,13 +94,21 @@ def score_questions(assignment: Assignment, tests: list[tuple[int, str, float]],
         if content is None:
             questions[gid] = _question(0.0, points, f"not run: {stop}" if stop else "not run")
         elif content.get("status") == "ok":
-            questions[gid] = _question(points, points)
+            want = (expected or {}).get(gid) or []
+            why = judge(want, (records or {}).get(cells[gid], [])) if want else None
+            questions[gid] = _question(points, points) if why is None else \
+                _question(0.0, points, f"wrong result: {why}")
+            questions[gid]["judged"] = "outside" if want else "kernel"
         else:
-            ename = content.get("ename", content.get("status", "error"))
-            evalue = content.get("evalue", "")
-            if ename == "CellTimeoutError":
-                evalue = f"the test ran longer than {cell_timeout:g} s and was interrupted"
-            questions[gid] = _question(0.0, points, short_error(ename, evalue))
+            ename = str(content.get("ename", content.get("status", "error")))
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,60}", ename):
+                ename = "Error"                   # the name came from the kernel too
+            if ename == "CellTimeoutError":       # the grader's own words
+                text = f"the test ran longer than {cell_timeout:g} s and was interrupted"
+            else:                                 # a fixed text, never the kernel's message
+                text = feedback_message(ename, content.get("evalue", ""))
+            questions[gid] = _question(0.0, points, short_error(ename, text))
+            questions[gid]["message"] = f"{ename}: {text}"
     return questions
 
 
@@ -93,6 +131,6 @@ def make_row(submission: str, student: str, assignment: Assignment | None, error
     return {"submission": submission, "student": student,
             "assignment": assignment.name if assignment else None,
             "total": float(sum(q["points"] for q in questions.values() if not q["manual"])),
-            "max": assignment.max if assignment else 0.0,
+            "max": assignment.max + assignment.manual_max if assignment else 0.0,
             "manual_max": assignment.manual_max if assignment else 0.0,
             "error": error, "questions": questions, "seconds": seconds}
