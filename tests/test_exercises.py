@@ -248,15 +248,13 @@ def test_check_failures_for_common_mistakes():
 
 # --------------------------------------------------------------------------- blank release
 
-def test_blank_release_scores_zero_on_every_question(tmp_path):
+def test_blank_release_scores_zero_on_every_question(graded):
     """nbgrader's ``validate --invert``: every question of an unanswered notebook fails, and the
-    grader still finishes the run."""
-    from unet_teach.course.grade import grade
-
-    report = grade([RELEASE], tmp_path / "out", source_dir=SOURCE, jobs=2, cell_timeout=20,
-                   timeout=120, sandbox=SANDBOX)
-    assert len(report) == len(SOURCES)
-    for row in report:
+    grader still finishes the run (the blank release notebooks are graded in the batch of
+    the ``graded`` fixture, below)."""
+    rows = [row for (student, _), row in graded["rows"].items() if student == "blank"]
+    assert len(rows) == len(SOURCES)
+    for row in rows:
         assert row["error"] is None, row
         assert row["total"] == 0 and row["max"] > 0
         for gid, q in row["questions"].items():
@@ -738,17 +736,19 @@ COPYCAT = {
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Every source notebook (instructor) and the library-calling answers (copycat), graded in
-    one batch."""
+    """The library-calling answers (copycat) and the blank release notebooks (blank), graded
+    in one batch. The grader first runs every source notebook itself, with the instructor's
+    answers, and stops if one of its test cells fails: ``reference.json`` says what each
+    test cell of each source reported."""
     from unet_teach.course.grade import grade
 
     root = tmp_path_factory.mktemp("graded")
-    for path in SOURCES:
-        (root / "subs" / "instructor").mkdir(parents=True, exist_ok=True)
-        (root / "subs" / "instructor" / path.name).write_bytes(path.read_bytes())
-    (root / "subs" / "copycat").mkdir()
+    (root / "subs" / "copycat").mkdir(parents=True)
     for name, answers in COPYCAT.items():
         nbformat.write(_filled(name, answers), root / "subs" / "copycat" / f"{name}.ipynb")
+    (root / "subs" / "blank").mkdir()
+    for path in sorted(RELEASE.glob("*.ipynb")):
+        (root / "subs" / "blank" / path.name).write_bytes(path.read_bytes())
     report = grade([root / "subs"], root / "out", source_dir=SOURCE, jobs=2, cell_timeout=120,
                    timeout=600, sandbox=SANDBOX)
     return {"out": root / "out",
@@ -756,18 +756,15 @@ def graded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
-def test_source_notebooks_score_full_automatic_marks(graded, path):
-    row = graded["rows"][("instructor", path.stem)]
+def test_source_notebooks_pass_every_test_cell_with_their_own_answers(graded, path):
+    """The grader ran the source, graded like a submission, before anyone else: each of its
+    test cells ran clean and reported results (else grading stops, naming the cell)."""
+    reference = json.loads((graded["out"] / "reference.json").read_text())[path.stem]
     nb = nbformat.read(path, as_version=4)
-    written = sum(c.metadata.nbgrader.points for c in nb.cells if is_manual(c))
-    assert row["error"] is None
-    # every automatic point; the written answers' points are the max's manual part, to give
-    assert row["total"] == row["max"] - written > 0 and row["manual_max"] == written
-    for gid, q in row["questions"].items():
-        if q["manual"]:
-            assert q["points"] is None and q["error"] is None, gid
-        else:
-            assert q["points"] == q["max"], (gid, q["error"])
+    tests = [c.metadata.nbgrader.grade_id for c in nb.cells if is_test(c)]
+    assert list(reference) == tests
+    for gid, names in reference.items():
+        assert names and len(set(names)) == len(names), gid   # results, each named once
 
 
 def test_answers_that_call_the_library_score_nothing_and_say_why(graded):

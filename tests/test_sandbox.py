@@ -147,7 +147,8 @@ def test_honest_students_keep_full_marks(attacked):
         assert (row["total"], row["error"], row["flags"]) == (FULL, None, []), row
 
 
-@pytest.mark.parametrize("who", ["package_append", "survivor", "snoop", "network", "kill_all"])
+@pytest.mark.parametrize("who", ["package_append", "survivor", "snoop", "network", "kill_all",
+                                 "tamper"])
 def test_an_attack_with_right_answers_scores_what_the_answers_deserve(attacked, who):
     assert attacked["rows"][who]["total"] == FULL, attacked["rows"][who]
 
@@ -232,6 +233,13 @@ def test_forged_passes_score_nothing(attacked):
     for who in ("forge_transformer", "forge_check_unet", "wrong_but_passing"):
         assert all(q["judged"] == "outside" for q in rows[who]["questions"].values()
                    if not q["manual"] and "judged" in q)
+
+
+def test_replaced_checks_and_transformers_are_put_back_before_each_test_cell(attacked):
+    text = output_of(attacked, "tamper")
+    assert "INSTALLED 1" in text and "FORGED" not in text
+    assert "dice: all 4 checks passed" in text
+    assert attacked["rows"]["tamper"]["total"] == FULL and attacked["rows"]["tamper"]["flags"]
 
 
 def test_text_raised_by_student_code_never_reaches_the_feedback(attacked):

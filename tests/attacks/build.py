@@ -101,6 +101,20 @@ finally:
     del hog
 ''')], "allocate far more memory than the limit"),
 
+    "tamper": ("01_pixel_metrics", [("q1-answer", '''
+# Replace a check and add an AST transformer: the grader puts both back before each test cell.
+import ast
+
+
+class Nop(ast.NodeTransformer):
+    pass
+
+
+checks.check_dice = lambda fn: print("FORGED")
+get_ipython().ast_transformers.append(Nop())
+print("INSTALLED", len(get_ipython().ast_transformers))
+''')], "replace a check and IPython's AST transformers (restored before each test cell)"),
+
     "kill_all": ("01_pixel_metrics", [("q2-test", '''
 # Kill every process it can see (the grader, the other kernels) except itself.
 import os, signal
@@ -122,9 +136,11 @@ print("KILLED", killed)
 FORGERIES = {
     "forge_transformer": ("04_losses", {"q1-answer": None, "q2-answer": None, "q3-answer": None}, [
         ("setup", '''
-# No answers at all: rewrite every cell that calls a check into `pass` before it runs.
+# No answers at all: rewrite every cell that calls a check into `pass` before it runs, and
+# the grader's own restoring code too.
 def _skip_checks(lines):
-    return ["pass\\n"] if any("checks.check_" in line for line in lines) else lines
+    hit = any("checks.check_" in line or "restore" in line for line in lines)
+    return ["pass\\n"] if hit else lines
 
 get_ipython().input_transformers_cleanup.append(_skip_checks)
 ''')], "an IPython input transformer that turns every test cell into `pass`"),
@@ -161,6 +177,9 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+import importlib
+
+importlib.reload = lambda module: module          # so that nothing reloads the checks
 checks.check_unet = lambda *args, **kwargs: print("unet: all 6 checks passed - 4 points")
 '''}, [], "a wrong U-Net, and the check that would catch it replaced"),
     "leaky_assert": ("01_pixel_metrics", {"q2-answer": '''

@@ -4,7 +4,7 @@ A student's code controls the interpreter it runs in, so a check that runs there
 trusted to report its own verdict (a notebook can replace ``checks.check_unet``, or rewrite the
 test cells before they run). The hidden part of each test cell therefore does not decide
 anything: it computes the student's outputs on the grader's inputs and :func:`record` sends
-them, under a name, as a display message of type :data:`MIME` (JSON; arrays as base64 of
+them, under a name, as a display message of type ``MIME`` (JSON; arrays as base64 of
 their bytes, never pickle). The grader runs the source notebook, with the instructor's
 answers, the same way; it compares the two sets of records *outside the kernel*
 (:mod:`unet_teach.course.grade.judge`) and awards the points there. A test cell that a

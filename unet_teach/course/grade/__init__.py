@@ -38,6 +38,7 @@ Example (a blank release scores 0; this starts a kernel, so it is not run as a d
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import warnings
@@ -107,8 +108,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
           progress=None, shard: tuple[int, int] | None = None, sandbox: bool = True,
           memory: float | None = None, manual: dict | None = None) -> list[dict]:
     """Grade ``submissions`` (notebook files and folders), write ``out_dir/report.json``,
-    ``out_dir/grades.csv``, ``out_dir/feedback/`` and the executed notebooks under
-    ``out_dir/executed/``; return the report (one dict per submission, in the order found).
+    ``out_dir/grades.csv``, ``out_dir/feedback/``, ``out_dir/flags.md``,
+    ``out_dir/reference.json`` (the results each source's test cells reported: what a
+    student's must report) and the executed notebooks under ``out_dir/executed/``; return
+    the report (one dict per submission, in the order found).
 
     ``jobs`` notebooks run at once (default: the number of CPUs, at most 4); a cell may run
     ``cell_timeout`` seconds, a notebook ``timeout`` seconds. ``progress``, if given, is
@@ -116,10 +119,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
 
     ``sandbox`` runs each kernel in its own bubblewrap sandbox (see
     :mod:`~unet_teach.course.grade.sandbox`); where none can start, grading stops with a
-    :class:`SandboxError` that says why, unless ``sandbox=False`` (the ``--no-sandbox`` of the
+    ``SandboxError`` that says why, unless ``sandbox=False`` (the ``--no-sandbox`` of the
     command line) accepts running students' code with the grader's own rights. In the sandbox
     a kernel may use ``memory`` GiB of address space (default
-    :data:`~unet_teach.course.grade.sandbox.MEMORY_LIMIT`) and CPU time of about four
+    ``sandbox.MEMORY_LIMIT``) and CPU time of about four
     times ``timeout``; beyond that it is stopped (a ``MemoryError``, or the kernel killed).
 
     ``manual`` (from :func:`~unet_teach.course.grade.manual.read_manual`) gives the manually
@@ -188,6 +191,10 @@ def grade(submissions, out_dir: str | os.PathLike, source_dir: str | os.PathLike
     # 3a. the instructor's answers, run the same way: the results each test cell must report
     expected = _expected_records({a.name: a for a, _ in matched.values()}, jobs, sandbox,
                                  memory, cell_timeout, timeout)
+    # what each test cell of each source reported: the names a student's cell must report
+    (out_dir / "reference.json").write_text(json.dumps(
+        {name: {gid: [r.get("name") for r in records] for gid, records in cells.items()}
+         for name, cells in sorted(expected.items())}, indent=1) + "\n", encoding="utf-8")
 
     # 3. run, `jobs` workers at a time; 4. score each as it finishes
     def finish(i, result, seconds):

@@ -63,7 +63,7 @@ def _strip_comment(line: str) -> str:
 
 def scan(sources: list[str]) -> list[dict]:
     """``[{cell, line, code, why}]`` for every line of ``sources`` (the student's code cells,
-    in order, numbered from 1) that matches one of :data:`PATTERNS` (first reason only)."""
+    in order, numbered from 1) that matches one of ``PATTERNS`` (first reason only)."""
     found = []
     for c, source in enumerate(sources, start=1):
         for n, line in enumerate(source.splitlines(), start=1):

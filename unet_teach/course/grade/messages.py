@@ -3,7 +3,7 @@
 The error's message came from the student's kernel, where the student's code can raise any
 text (the hidden tests' source, read from the cell, or anything else). So a feedback file
 shows a *fixed* text: the check's entry in the package's ``MESSAGES``, found by the id the
-check raised with (:class:`unet_teach.course.checks._common.CheckFailed`), or a fixed text for
+check raised with (``CheckFailed``, in ``unet_teach.course.checks._common``), or a fixed text for
 a common Python error, or only the error's name.
 
 Example:

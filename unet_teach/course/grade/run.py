@@ -119,10 +119,35 @@ def _make_client(nb, cell_timeout: float, deadline: float, workdir: str, box: Sa
     return client
 
 
-async def _answers(client, timeout: float) -> bool:
-    """Whether the kernel finishes a trivial request within ``timeout`` (it may be stuck in
-    code that ignores interrupts)."""
-    msg_id = client.kc.execute("pass", store_history=False)
+# Sent (silently) before every test cell: undo what a notebook may have replaced inside its
+# kernel. Defence in depth only: the points are judged outside the kernel, and code that
+# rewrites cells could rewrite this one too (the flags name such code for the instructor).
+RESTORE = """\
+def _unet_teach_restore():
+    import importlib, sys
+    from IPython import get_ipython
+    from IPython.core.inputtransformer2 import TransformerManager
+    shell = get_ipython()
+    if shell is not None:
+        shell.input_transformer_manager.cleanup_transforms[:] = TransformerManager().cleanup_transforms
+        shell.input_transformers_post.clear()
+        shell.ast_transformers.clear()
+    sys.setprofile(None)
+    for name in sorted(sys.modules):
+        if name.startswith("unet_teach.course.checks") and name != "unet_teach.course.checks":
+            importlib.reload(sys.modules[name])
+    for name in ("unet_teach.course.checks", "unet_teach.checks"):
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
+_unet_teach_restore()
+del _unet_teach_restore
+"""
+
+
+async def _answers(client, timeout: float, code: str = "pass") -> bool:
+    """Whether the kernel finishes ``code`` (by default a trivial request) within ``timeout``
+    (it may be stuck in code that ignores interrupts)."""
+    msg_id = client.kc.execute(code, silent=True, store_history=False)
     end = time.monotonic() + timeout
     while (left := end - time.monotonic()) > 0:
         try:
@@ -155,12 +180,15 @@ async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, rep
         async with client.async_setup_kernel(cwd=workdir, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.DEVNULL, **env):
             report_pid(getattr(client.km.provisioner, "pid", None))
+            test_cells = {index for index, _, _ in tests}
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 if time.monotonic() >= deadline:
                     stop = f"the notebook ran longer than its {timeout:g} s limit"
                     break
+                if index in test_cells:            # put back what the notebook replaced
+                    await _answers(client, PROBE_TIMEOUT, RESTORE)
                 try:
                     await client.async_execute_cell(cell, index)
                 except DeadKernelError:
