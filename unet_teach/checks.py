@@ -16,6 +16,18 @@ Example:
     4
 """
 
-from .course.checks import augmentation, losses, patches, pixel_metrics, unet  # noqa: F401
+import importlib
+
+from .course.checks import pixel_metrics  # noqa: F401
 from .course.checks import (POINTS, check_baseline, check_dice, check_iou,  # noqa: F401
                             check_mean_iou, check_pixel_accuracy)
+
+_LAZY = ("augmentation", "losses", "patches", "unet")
+
+
+def __getattr__(name: str):
+    # The other exercises' checks load on first use (``from unet_teach.checks import unet``):
+    # they import torch, which exercise 1 does not need.
+    if name in _LAZY:
+        return importlib.import_module(f"unet_teach.course.checks.{name}")
+    raise AttributeError(f"module 'unet_teach.checks' has no attribute {name!r}")

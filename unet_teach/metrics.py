@@ -30,16 +30,24 @@ masks where 1 = membrane; 255 in the ISBI 2012 label files, whose cells are whit
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 from scipy import ndimage
-from skimage.metrics import adapted_rand_error
-from skimage.metrics import variation_of_information as _skimage_vi
+
+
+def _numpy(x):
+    """``x`` itself, or a torch tensor's values as numpy (detached, on the CPU). torch is
+    not imported here: a tensor exists only where torch already is, and the exercises that
+    score plain arrays should not pay for loading it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return x
 
 
 def _as_labels(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+    x = _numpy(x)
     x = np.asarray(x)
     if x.dtype == bool:
         x = x.astype(np.int64)
@@ -222,6 +230,7 @@ def _rand_error(pred_cells: np.ndarray, target_cells: np.ndarray) -> float:
     # out; the prediction's 0 stays an ordinary label - all its non-region pixels, one segment.
     # Only the error is used: skimage's precision and recall follow its own naming.
     with np.errstate(divide="ignore", invalid="ignore"):   # no pixel pairs at all -> nan
+        from skimage.metrics import adapted_rand_error    # skimage loads slowly: on use
         error, _, _ = adapted_rand_error(target_cells, pred_cells, ignore_labels=(0,))
     return float(error)
 
@@ -229,7 +238,8 @@ def _rand_error(pred_cells: np.ndarray, target_cells: np.ndarray) -> float:
 def _vi(pred_cells: np.ndarray, target_cells: np.ndarray) -> tuple[float, float]:
     # skimage returns (H(image1 | image0), H(image0 | image1)) with image0 the truth:
     # (split, merge). abs() turns the -0.0 of a perfect score into 0.0.
-    split, merge = _skimage_vi(image0=target_cells, image1=pred_cells, ignore_labels=(0,))
+    from skimage.metrics import variation_of_information as skimage_vi
+    split, merge = skimage_vi(image0=target_cells, image1=pred_cells, ignore_labels=(0,))
     return abs(float(split)), abs(float(merge))
 
 
@@ -333,8 +343,7 @@ _SIMPLE = _simple_point_table()
 
 
 def _binary_image(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+    x = _numpy(x)
     x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"{name} must be one H x W image, got shape {x.shape}; for a stack "
@@ -532,8 +541,7 @@ SWEEP_METRICS = ("pixel_error", "rand_error", "vi_split", "vi_merge", "vi")
 
 
 def _as_probabilities(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+    x = _numpy(x)
     x = np.asarray(x, dtype=np.float64)
     if x.ndim not in (2, 3):
         raise ValueError(f"probabilities must be H x W or N x H x W, got shape {x.shape}; pass "
