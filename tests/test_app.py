@@ -640,7 +640,7 @@ def test_benchmark_script_passes_options_after_the_double_dash(tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_isbi.sh"
     env = {**os.environ, "UNET_TEACH_CMD": f"{sys.executable} -m unet_teach",
            "TMPDIR": str(tmp_path)}
-    done = subprocess.run(["bash", str(script), "-s", "2", "-t", "00-03", "-e", "20-20",
+    done = subprocess.run(["bash", str(script), "-s", "2", "-t", "00-01", "-e", "20-20",
                            "--", "--base-width", "4", "--crop", "64", "--batch-size", "2"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
