@@ -42,6 +42,8 @@ PATTERNS = [
      r"|\.__file__\b|site-packages|\bos\s*\.\s*environ",
      "the file system outside its own folder (or the package's own files, the environment)"),
     (r"\b__import__\s*\(|builtins", "replaces built-ins or imports by name"),
+    (r"evidence|vnd\.unet-teach|\b_?record\s*\(|publish_display_data|\bdisplay\s*\(\s*\{",
+     "sends results to the grader itself (the records the test cells report)"),
     (r"\bsocket\b|urllib|requests\.|http\.client", "the network"),
 ]
 _COMPILED = [(re.compile(p), why) for p, why in PATTERNS]

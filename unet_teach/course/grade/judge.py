@@ -27,6 +27,7 @@ import numpy as np
 from ..evidence import Other, decode
 
 MISSING = "the test cell did not report this result (was the cell changed?)"
+TWICE = "the test cell reported this result more than once (was the cell changed?)"
 
 
 def _show(value) -> str:
@@ -92,16 +93,24 @@ def _bounded(rule: str, bound: float, got) -> str | None:
 def judge(expected: list[dict], received: list[dict]) -> str | None:
     """None if ``received`` (the student's records of one test cell) satisfies every record of
     ``expected`` (the instructor's), else why not, for the first that fails, as
-    ``"<record name>: <reason>"``. Malformed student records count as missing."""
+    ``"<record name>: <reason>"``. Malformed student records count as missing; a name
+    reported twice fails (the hidden tests report each once: a second one was made by the
+    student's code, before or after the real one)."""
     got: dict[str, object] = {}
+    twice: set[str] = set()
     for r in received:
-        if isinstance(r, dict) and isinstance(r.get("name"), str) and r["name"] not in got:
+        if isinstance(r, dict) and isinstance(r.get("name"), str):
+            if r["name"] in got:          # the hidden tests report each name once
+                twice.add(r["name"])
+                continue
             try:
                 got[r["name"]] = decode(r.get("value"))
             except (ValueError, TypeError):
                 pass
     for want in expected:
         name = want["name"]
+        if name in twice:
+            return f"{name}: {TWICE}"
         if name not in got:
             return f"{name}: {MISSING}"
         value, rule = got[name], want["rule"]
