@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from unet_teach import curve, data
-from unet_teach.bench import cpu_bf16_support, device_facts, write_json
+from unet_teach.bench import device_facts, write_json
+from unet_teach.profile import cpu_bf16_support
 
 
 def cpu_name() -> str:

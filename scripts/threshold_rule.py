@@ -9,7 +9,7 @@ trained on, 20-24 predicted with --tta): its `model.pt`, `train/{images,labels}`
 
 The rule. `train --regions` keeps the threshold with the lowest validation Rand error among
 those whose validation pixel error is within a slack of its lowest
-(`unet_teach.app.train.choose_threshold`). Which slack? Each model held out two of slices
+(`unet_teach.threshold.choose_threshold`). Which slack? Each model held out two of slices
 00-19 for validation; neither trained it. Cross-validation on those: choose the threshold
 on one validation slice under each candidate slack, score the model's other validation
 slice at it, and the other way round (two folds a model). The slack kept is the one whose
@@ -31,9 +31,9 @@ import numpy as np
 
 from unet_teach.app.images import load_image, read_array, read_mask
 from unet_teach.app.modelfile import load_model
-from unet_teach.app.predict import decide, predict_probabilities, split_of
-from unet_teach.app.train import (PIXEL_SLACK, THRESHOLDS, choose_threshold,
-                                  threshold_curves)
+from unet_teach.app.predict import split_of
+from unet_teach.infer import decide, predict_probabilities
+from unet_teach.threshold import PIXEL_SLACK, THRESHOLDS, choose_threshold, threshold_curves
 from unet_teach.metrics import rand_error, warping_error
 
 SLACKS = [1.00, 1.01, 1.02, 1.03, 1.05, 1.10, float("inf")]
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
               f"{row['criterion']:.3f}")
     best = min(table, key=lambda s: table[s]["criterion"])
     slack = float(best)
-    print(f"\nkept: slack {best} (train.py's PIXEL_SLACK is {PIXEL_SLACK})")
+    print(f"\nkept: slack {best} (unet_teach.threshold's PIXEL_SLACK is {PIXEL_SLACK})")
     tests = {w: score_test_slices(Path(w), states[w], curves[w], slack) for w in curves}
     print("\nslices 20-24, scored once with the slack kept:")
     for w, t in tests.items():

@@ -290,8 +290,7 @@ def test_bf16_training_saves_the_standard_layout_and_resumes_in_fp32(trained, tm
 def test_auto_precision_is_bf16_on_cpus_that_multiply_it(units, expected, monkeypatch):
     # an AMD EPYC with AVX-512 BF16 and no AMX: a default training step measured 977 ms in
     # fp32, 383 ms in bf16 + channels-last; without bf16 instructions bf16 is emulated
-    from unet_teach import bench
-    monkeypatch.setattr(bench, "cpu_bf16_support", lambda: units)
+    monkeypatch.setattr(app_train, "cpu_bf16_support", lambda: units)
     cpu = torch.device("cpu")
     assert app_train.resolve_precision("auto", cpu) == expected
     assert app_train.resolve_precision(None, cpu) == expected
@@ -561,7 +560,7 @@ def test_regions_choose_the_threshold_by_rand_error_and_weight_the_loss(tmp_path
     # the threshold is the lowest Rand error among those within 2 % of the lowest pixel
     # error
     from unet_teach.infer import split_regions
-    level = app_train.SPLIT_LEVEL
+    from unet_teach.threshold import SPLIT_LEVEL as level
 
     def cut_labels(p, threshold):                 # the cells (0) are P(255) <= threshold
         cut = 1 - threshold
@@ -654,7 +653,8 @@ def test_benchmark_script_passes_options_after_the_double_dash(tmp_path):
 def test_precomputed_weights_move_exactly_with_the_mask(padding):
     # a weight map equal to the mask (as floats) must come out of every crop, flip and turn
     # equal to the mask crop: the weights are cut from the output window, not the input's
-    from unet_teach.app.train import AUGMENTS, RandomCrops, crop_sizes
+    from unet_teach.app.train import crop_sizes
+    from unet_teach.augment import AUGMENTS, RandomCrops
     from unet_teach.models import UNet
     rng = np.random.default_rng(0)
     masks = [rng.integers(0, 2, (70, 90)), rng.integers(0, 2, (64, 64))]

@@ -258,7 +258,8 @@ def test_interleaved_timing_takes_turns():
 
 
 def test_cpu_bf16_support_is_one_of_three_answers():
-    assert bench.cpu_bf16_support() in ("AMX", "AVX-512 BF16", "none")
+    from unet_teach.profile import cpu_bf16_support
+    assert cpu_bf16_support() in ("AMX", "AVX-512 BF16", "none")
 
 
 def test_newest_results_goes_by_the_recorded_date(tmp_path):

@@ -97,3 +97,64 @@ def test_importing_the_teaching_code_loads_no_notebook_machinery():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"loaded: {result.stdout}"
+
+
+# ------------------------------------------------------------- the app stays apart too
+
+APP = ("unet_teach.app", "unet_teach.course")
+CHAPTERS = sorted((PACKAGE.parent / "notebooks").glob("*.ipynb"))
+
+
+def _from(names: set[str], prefixes) -> set[str]:
+    return {n for n in names for b in prefixes if n == b or n.startswith(b + ".")}
+
+
+def notebook_imports(path: Path) -> set[str]:
+    """Every module the code cells of a notebook import (IPython magics and shell lines
+    left out)."""
+    import json
+
+    names = set()
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        code = "\n".join(line for line in source.splitlines()
+                         if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code, filename=f"{path.name}")):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_notebook_imports_sees_an_app_import(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": ["%matplotlib inline\n",
+                                                      "from unet_teach.app.train import x\n"]},
+                    {"cell_type": "markdown", "source": ["import unet_teach.course"]}]}
+    path = tmp_path / "x.ipynb"
+    path.write_text(__import__("json").dumps(nb))
+    assert _from(notebook_imports(path), APP) == {"unet_teach.app.train",
+                                                  "unet_teach.app.train.x"}
+
+
+def test_there_are_chapters_to_check():
+    assert len(CHAPTERS) >= 10
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_import_teaching_modules_only(path):
+    assert not _from(notebook_imports(path), APP), (
+        f"{path.name}: a chapter imports the teaching modules only; move what it needs out "
+        "of unet_teach.app / unet_teach.course into a teaching module")
+
+
+@pytest.mark.parametrize("path", [p for p in teaching_modules()
+                                  if "app" not in p.relative_to(PACKAGE).parts
+                                  and p.name != "cli.py"], ids=lambda p: p.stem)
+def test_teaching_code_does_not_import_the_app(path):
+    assert not _from(imported(path), ("unet_teach.app",)), (
+        f"{path.relative_to(PACKAGE)}: the teaching code must not depend on the app "
+        "(unet_teach/app)")

@@ -16,9 +16,11 @@ deviation. Per-pixel displacements are then computed using bicubic interpolation
 4. ``gamma``, ``contrast``, ``gaussian_noise``, ``random_intensity`` - intensity changes,
    image only;
 5. ``Augment``             - the pipeline: flip/rotate, then elastic, then intensity;
-6. ``AugmentedDataset``    - a torch ``Dataset`` applying it, reproducible per
+6. ``AUGMENTS``, ``RandomCrops`` - the three pipelines of ``unet-teach train`` and its
+   random training crops from images of any sizes;
+7. ``AugmentedDataset``    - a torch ``Dataset`` applying it, reproducible per
    (seed, epoch, index) and safe with ``DataLoader`` workers;
-7. ``elastic_torch``       - the same deformation, batched on the GPU with ``grid_sample``.
+8. ``elastic_torch``       - the same deformation, batched on the GPU with ``grid_sample``.
 
 The deformation is defined in *tissue pixels*, not per image: the lattice points are
 ``PAPER_SPACING`` px apart (the paper's 3 x 3 lattice over a 572 px tile) whatever the size
@@ -581,7 +583,79 @@ class Augment:
         return image, mask
 
 
-# ------------------------------------------------------------------------ 6. the data set
+# --------------------------------------------------------------------------- 6. random crops
+
+#: The three pipelines ``unet-teach train --augment`` offers.
+AUGMENTS = {"none": Augment(flip_rotate=False, elastic=False, intensity=False),
+            "flip": Augment(flip_rotate=True, elastic=False, intensity=False),
+            "elastic": Augment(flip_rotate=True, elastic=True, intensity=True)}
+
+
+class RandomCrops:
+    """Random training crops from images of any sizes, with augmentation.
+
+    Each crop is ``size x size`` input pixels and ``out x out`` target pixels (equal for a
+    padded net; a valid net's output is smaller, ``out = output_size(size)``), taken from an
+    image chosen with probability proportional to its area. Images and masks are mirrored
+    at their borders by the context a valid net eats, plus up to ``out`` for images smaller
+    than that, plus a ``margin`` that the elastic deformation may pull in (cut off after).
+
+    Example:
+        >>> crops = RandomCrops([np.zeros((1, 40, 50), np.float32)], [np.zeros((40, 50), int)],
+        ...                     size=32, out=32, augment=AUGMENTS["flip"])
+        >>> x, y = crops.batch(np.random.default_rng(0), 3)
+        >>> tuple(x.shape), tuple(y.shape)
+        ((3, 1, 32, 32), (3, 32, 32))
+    """
+
+    def __init__(self, images: list[np.ndarray], masks: list[np.ndarray], size: int, out: int,
+                 augment: Augment, margin: int = 0, weights: list[np.ndarray] | None = None):
+        self.size, self.out, self.augment, self.margin = size, out, augment, margin
+        self.context = (size - out) // 2
+        self.weighted = weights is not None
+        if self.weighted:
+            if augment.elastic or augment.intensity:
+                raise ValueError("precomputed weights move with flips and crops only; "
+                                 "compute them per crop for elastic or intensity changes")
+            # the weights ride along as one more image channel: every crop, flip and
+            # quarter turn moves them exactly as it moves the mask
+            images = [np.concatenate([i, w[None].astype(i.dtype)]) for i, w in
+                      zip(images, weights)]
+        pad = self.context + margin
+        self.items, areas = [], []
+        for image, mask in zip(images, masks):
+            h, w = mask.shape
+            extra_h, extra_w = max(0, out - h), max(0, out - w)
+            image = np.pad(image, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)),
+                           mode="reflect")
+            mask = np.pad(mask, ((pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
+            h, w = max(h, out), max(w, out)          # output positions cover the image
+            self.items.append((image, mask, h, w))
+            areas.append((h - out + 1) * (w - out + 1))
+        self.p = np.asarray(areas, np.float64) / sum(areas)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        image, mask, h, w = self.items[rng.choice(len(self.items), p=self.p)]
+        y, x = rng.integers(0, h - self.out + 1), rng.integers(0, w - self.out + 1)
+        window = self.size + 2 * self.margin                 # input window + margins
+        crop, labels = self.augment(image[:, y:y + window, x:x + window],
+                                    mask[y:y + window, x:x + window], rng)
+        m, c = self.margin, self.margin + self.context
+        return crop[:, m:m + self.size, m:m + self.size], labels[c:c + self.out, c:c + self.out]
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...]:
+        """``(images n x C x size x size float32, masks n x out x out int64)``, and with
+        ``weights`` given, the crops' weights ``n x out x out float32`` third."""
+        pairs = [self.sample(rng) for _ in range(n)]
+        x = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        if not self.weighted:
+            return x, y
+        c, out = self.context, self.out
+        return x[:, :-1].contiguous(), y, x[:, -1, c:c + out, c:c + out].contiguous()
+
+
+# ------------------------------------------------------------------------ 7. the data set
 
 class AugmentedDataset(Dataset):
     """A torch ``Dataset`` that augments image and mask together on the fly.
@@ -680,7 +754,7 @@ class AugmentedDataset(Dataset):
         return (*item, torch.from_numpy(np.ascontiguousarray(weight)))
 
 
-# --------------------------------------------------------------- 7. batched, on the GPU
+# --------------------------------------------------------------- 8. batched, on the GPU
 
 def random_fields_torch(n: int, shape, sigma: float, spacing: float,
                         generator: torch.Generator | None = None,

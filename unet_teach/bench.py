@@ -54,7 +54,7 @@ writes as JSON.
 For chapter 11, which runs on a CPU: :func:`saved_activation_bytes` counts the bytes autograd
 keeps for the backward pass (on the CPU or the ``meta`` device, where the CUDA memory
 counters do not exist), :func:`time_interleaved` times several set-ups by turns (fair on a
-shared machine), :func:`cpu_bf16_support` says what bf16 can gain on this CPU, and
+shared machine), :func:`unet_teach.profile.cpu_bf16_support` says what bf16 can gain on this CPU, and
 :func:`newest_results` reads the newest committed results file.
 """
 
@@ -541,30 +541,6 @@ def time_interleaved(steps: dict[str, Callable[[], None]], device: torch.device,
             _sync(device)
             times[name].append(time.perf_counter() - started)
     return times
-
-
-def cpu_bf16_support() -> str:
-    """The bf16 instructions of this machine's CPU that PyTorch's CPU kernels (oneDNN) use.
-
-    ``"AMX"`` (Intel's tile matrix units, Sapphire Rapids and newer), ``"AVX-512 BF16"``
-    (bf16 dot products in vector registers), or ``"none"`` (bf16 is converted to fp32 to
-    compute). Whether bf16 autocast speeds a CPU up depends on it.
-
-    Example:
-        >>> cpu_bf16_support() in ("AMX", "AVX-512 BF16", "none")
-        True
-    """
-    cpu = getattr(torch, "cpu", None)
-
-    def has(name: str) -> bool:
-        check = getattr(cpu, name, None)
-        return bool(check()) if callable(check) else False
-
-    if has("_is_amx_tile_supported"):
-        return "AMX"
-    if has("_is_avx512_bf16_supported"):
-        return "AVX-512 BF16"
-    return "none"
 
 
 def newest_results(folder) -> tuple[Path, dict]:

@@ -5,8 +5,8 @@ For each input image, in order:
 1. read it and scale it exactly as the training images were (the model file's
    ``normalization`` and input channels; RGB becomes grey for a grey model, with a note);
 2. compute class probabilities with the overlap-tile strategy
-   (:func:`unet_teach.infer.predict_tiled`): an image up to ``TILE`` px on its longer side
-   in one pass, a larger one in ``TILE`` px tiles that overlap by ``OVERLAP`` px (a padded
+   (:func:`unet_teach.infer.predict_probabilities`): an image up to ``infer.TILE`` px on its
+   longer side in one pass, a larger one in tiles that overlap by ``infer.OVERLAP`` px (a padded
    net sees zeros past a tile's edge, so the pixels near it are dropped); with ``tta``,
    averaged over the 8 flips and quarter turns (:data:`unet_teach.augment.DIHEDRAL`);
 3. decide each pixel's class - for 2 classes, class 1 where its probability is above the
@@ -31,19 +31,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..augment import DIHEDRAL, flip_rotate, invert_flip_rotate
-from ..infer import predict_tiled, split_regions
-from ..models import output_size
+from ..infer import decide, predict_probabilities
 from ..profile import default_device
 from .images import (COLOR_NOTES, IMAGE_SUFFIXES, PROB_SUFFIX, InputError, check_outputs,
                      list_images, load_image, write_mask, write_tiff)
 from .modelfile import load_model
-
-#: Tile side for images larger than this (same-padding nets), and the overlap of tiles.
-TILE, OVERLAP = 512, 64
-#: The input tile for valid-padding nets (the paper's): 572 -> 388 output pixels.
-VALID_TILE = 572
-
 
 def pick_device(name: str | None) -> torch.device:
     """``--device`` (``cpu``, ``cuda``, ``cuda:1``, ...), else the package's default device
@@ -56,101 +48,6 @@ def pick_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: CUDA is not available here; use --device cpu")
     return device
-
-
-def input_for(model, out: int) -> tuple[int, int]:
-    """``(input, output)``: the smallest input side the net takes whose output side is at
-    least ``out`` (equal for a same-padding net, 184 px more for the paper's valid one).
-
-    Example:
-        >>> from unet_teach.models import UNet
-        >>> input_for(UNet(1, 2, depth=4, base_width=4), 100)
-        (112, 112)
-        >>> input_for(UNet(1, 2, depth=4, base_width=4, padding="valid"), 100)
-        (284, 100)
-    """
-    size = out
-    while (output_size(size, model.depth, model.padding) or 0) < out:
-        size += 1
-    return size, output_size(size, model.depth, model.padding)
-
-
-def tile_for(model, shape) -> tuple[int | None, int | None]:
-    """``(tile, overlap)`` for :func:`unet_teach.infer.predict_tiled` on an image of
-    ``shape`` (``(..., H, W)``); ``(None, None)`` = the whole image in one tile, the default
-    overlap for ``None``.
-
-    A same-padding net takes an image up to ``TILE`` px in one pass, larger ones in ``TILE``
-    px tiles overlapping by ``OVERLAP``. A valid-padding net's tiles are seamless: one tile
-    whose output covers the image, at most ``VALID_TILE`` px of input (and at least an
-    output of ``2**depth`` px, which tiles need to stay on the pooling grid).
-
-    Example:
-        >>> from unet_teach.models import UNet
-        >>> net = UNet(1, 2, depth=4, base_width=4)
-        >>> tile_for(net, (300, 200)), tile_for(net, (2000, 900))
-        ((None, None), (512, 64))
-        >>> tile_for(UNet(1, 2, depth=4, base_width=4, padding="valid"), (64, 64))
-        (252, None)
-    """
-    longest = max(shape[-2:])
-    if model.padding == "same":
-        return (None, None) if longest <= TILE else (TILE, OVERLAP)
-    largest = output_size(input_for(model, output_size(VALID_TILE, model.depth,
-                                                       model.padding) or 1)[0],
-                          model.depth, model.padding)
-    return input_for(model, max(2 ** model.depth, min(longest, largest)))[0], None
-
-
-@torch.no_grad()
-def predict_probabilities(model, image: np.ndarray, tta: bool = False,
-                          device: torch.device | None = None) -> np.ndarray:
-    """Class probabilities ``K x H x W`` (float32) of one normalised ``C x H x W`` image.
-
-    With ``tta`` the image is flipped and turned 8 ways (``DIHEDRAL``), each prediction
-    turned back (``invert_flip_rotate``) and the 8 averaged.
-
-    Example:
-        >>> from unet_teach.models import UNet
-        >>> net = UNet(1, 2, depth=2, base_width=4)
-        >>> predict_probabilities(net, np.zeros((1, 20, 30), np.float32), tta=True).shape
-        (2, 20, 30)
-    """
-    if not tta:
-        tile, overlap = tile_for(model, image.shape)
-        return predict_tiled(model, image, tile, overlap, device=device)[1]
-    total = None
-    for k, flip in DIHEDRAL:
-        turned, _ = flip_rotate(image, None, k, flip)
-        tile, overlap = tile_for(model, turned.shape)
-        probs = invert_flip_rotate(predict_tiled(model, turned, tile, overlap,
-                                                 device=device)[1], k, flip)
-        total = probs if total is None else total + probs
-    return (total / len(DIHEDRAL)).astype(np.float32)
-
-
-def decide(probs: np.ndarray, threshold: float | None,
-           split: tuple[int, float] | None = None) -> np.ndarray:
-    """Class indices ``H x W`` from ``K x H x W`` probabilities: for two classes class 1
-    where its probability is above ``threshold``, else the most probable class.
-
-    ``split = (region class, seed level)`` (two classes and a threshold): then the region
-    class's connected regions are also cut apart where they touch only through a weak
-    spot (:func:`unet_teach.infer.split_regions`, cores above the seed level).
-
-    Example:
-        >>> decide(np.array([[[0.6, 0.3]], [[0.4, 0.7]]]), 0.35).tolist()
-        [[1, 1]]
-    """
-    if probs.shape[0] == 2 and threshold is not None:
-        if split is None:
-            return (probs[1] > threshold).astype(np.int64)
-        region, level = split
-        # the region class's own probability, and the cut that gives the same pixels
-        p, cut = (probs[1], threshold) if region == 1 else (1 - probs[1], 1 - threshold)
-        inside = split_regions(p, cut, max(level, cut))
-        return np.where(inside, region, 1 - region).astype(np.int64)
-    return probs.argmax(axis=0).astype(np.int64)
 
 
 def split_of(state: dict) -> tuple[int, float] | None:

@@ -93,31 +93,22 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..augment import Augment
+from ..augment import AUGMENTS, RandomCrops
 from ..losses import cross_entropy, dice_ce_loss, weight_map
 from ..metrics import rand_error, threshold_sweep
 from ..models import center_crop
+from ..profile import cpu_bf16_support
 from ..train import seed_everything
+from ..threshold import (PIXEL_SLACK, SPLIT_LEVEL, THRESHOLDS, choose_threshold,
+                         threshold_curves)
 from .images import (COLOR_NOTES, NORMALIZATION, InputError, check_same_size, class_values,
                      load_image, pair_files, read_mask)
 from .modelfile import (build_model, load_model, load_optimizer_state, model_args,
                         optimizer_state, read_model_file, save_model, weights)
-from .predict import decide, input_for, pick_device, predict_probabilities
+from ..infer import decide, input_for, predict_probabilities
+from .predict import pick_device
 
-#: With ``regions``: touching regions are cut apart between cores where the net gives the
-#: region class more than this probability (``split_regions``; at least the threshold).
-SPLIT_LEVEL = 0.5
-#: With ``regions``: the threshold has the lowest validation Rand error among those whose
-#: validation pixel error is at most this factor above the lowest. The pixel error is flat
-#: near its lowest and steep below it, and a few validation images place that bend only
-#: roughly. Chosen by cross-validation inside the ISBI training slices 00-19
-#: (scripts/threshold_rule.py, results/README.md): among slacks of 0 to 10 % and none, 2 %
-#: kept the held-out errors closest to the benchmark's goals.
-PIXEL_SLACK = 1.02
 LOSSES = {"ce": cross_entropy, "dice_ce": dice_ce_loss, "weighted": cross_entropy}
-AUGMENTS = {"none": Augment(flip_rotate=False, elastic=False, intensity=False),
-            "flip": Augment(flip_rotate=True, elastic=False, intensity=False),
-            "elastic": Augment(flip_rotate=True, elastic=True, intensity=True)}
 #: The settings a training keeps; ``--resume`` continues with the stored ones.
 DEFAULTS = dict(preset="default", base_width=None, augment="flip", loss=None,
                 val_fraction=0.1, seed=0, crop=192, batch_size=4, lr=1e-3, weight_decay=1e-4,
@@ -125,9 +116,6 @@ DEFAULTS = dict(preset="default", base_width=None, augment="flip", loss=None,
 DEFAULT_MINUTES = 10.0
 #: Validation scores at most this many pixels (a seeded random subset beyond it).
 MAX_VAL_PIXELS = 4_000_000
-#: The thresholds tried, every 0.01: with a weighted loss the useful ones can lie below
-#: 0.2, where one step of 0.02 would move the pixel error by more than ``PIXEL_SLACK``.
-THRESHOLDS = np.round(np.arange(0.01, 0.99, 0.01), 2)
 
 
 def _say(text: str) -> None:
@@ -139,70 +127,6 @@ def _note(text: str) -> None:
 
 
 # ------------------------------------------------------------------------ crops
-
-class RandomCrops:
-    """Random training crops from images of any sizes, with augmentation.
-
-    Each crop is ``size x size`` input pixels and ``out x out`` target pixels (equal for a
-    padded net; a valid net's output is smaller, ``out = output_size(size)``), taken from an
-    image chosen with probability proportional to its area. Images and masks are mirrored
-    at their borders by the context a valid net eats, plus up to ``out`` for images smaller
-    than that, plus a ``margin`` that the elastic deformation may pull in (cut off after).
-
-    Example:
-        >>> crops = RandomCrops([np.zeros((1, 40, 50), np.float32)], [np.zeros((40, 50), int)],
-        ...                     size=32, out=32, augment=AUGMENTS["flip"])
-        >>> x, y = crops.batch(np.random.default_rng(0), 3)
-        >>> tuple(x.shape), tuple(y.shape)
-        ((3, 1, 32, 32), (3, 32, 32))
-    """
-
-    def __init__(self, images: list[np.ndarray], masks: list[np.ndarray], size: int, out: int,
-                 augment: Augment, margin: int = 0, weights: list[np.ndarray] | None = None):
-        self.size, self.out, self.augment, self.margin = size, out, augment, margin
-        self.context = (size - out) // 2
-        self.weighted = weights is not None
-        if self.weighted:
-            if augment.elastic or augment.intensity:
-                raise ValueError("precomputed weights move with flips and crops only; "
-                                 "compute them per crop for elastic or intensity changes")
-            # the weights ride along as one more image channel: every crop, flip and
-            # quarter turn moves them exactly as it moves the mask
-            images = [np.concatenate([i, w[None].astype(i.dtype)]) for i, w in
-                      zip(images, weights)]
-        pad = self.context + margin
-        self.items, areas = [], []
-        for image, mask in zip(images, masks):
-            h, w = mask.shape
-            extra_h, extra_w = max(0, out - h), max(0, out - w)
-            image = np.pad(image, ((0, 0), (pad, pad + extra_h), (pad, pad + extra_w)),
-                           mode="reflect")
-            mask = np.pad(mask, ((pad, pad + extra_h), (pad, pad + extra_w)), mode="reflect")
-            h, w = max(h, out), max(w, out)          # output positions cover the image
-            self.items.append((image, mask, h, w))
-            areas.append((h - out + 1) * (w - out + 1))
-        self.p = np.asarray(areas, np.float64) / sum(areas)
-
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        image, mask, h, w = self.items[rng.choice(len(self.items), p=self.p)]
-        y, x = rng.integers(0, h - self.out + 1), rng.integers(0, w - self.out + 1)
-        window = self.size + 2 * self.margin                 # input window + margins
-        crop, labels = self.augment(image[:, y:y + window, x:x + window],
-                                    mask[y:y + window, x:x + window], rng)
-        m, c = self.margin, self.margin + self.context
-        return crop[:, m:m + self.size, m:m + self.size], labels[c:c + self.out, c:c + self.out]
-
-    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...]:
-        """``(images n x C x size x size float32, masks n x out x out int64)``, and with
-        ``weights`` given, the crops' weights ``n x out x out float32`` third."""
-        pairs = [self.sample(rng) for _ in range(n)]
-        x = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32))
-        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
-        if not self.weighted:
-            return x, y
-        c, out = self.context, self.out
-        return x[:, :-1].contiguous(), y, x[:, -1, c:c + out, c:c + out].contiguous()
-
 
 def crop_sizes(model, crop: int) -> tuple[int, int]:
     """``(input, output)`` side of a training crop whose output is at least ``crop`` px
@@ -277,7 +201,7 @@ def cosine_lr(lr: float, fraction: float) -> float:
 #: elsewhere, where bf16 would be converted to fp32 to compute and be slower. The weights
 #: and the optimiser stay fp32 either way.
 PRECISIONS = ("auto", "fp32", "bf16")
-#: What :func:`unet_teach.bench.cpu_bf16_support` says of the CPUs that "auto" uses bf16 on.
+#: What :func:`unet_teach.profile.cpu_bf16_support` says of the CPUs that "auto" uses bf16 on.
 #: The accuracy is the same as fp32's (tests/test_app.py trains both ways and compares).
 BF16_CPUS = ("AMX", "AVX-512 BF16")
 
@@ -291,8 +215,6 @@ def resolve_precision(name: str | None, device: torch.device) -> str:
         >>> resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
         True
     """
-    from ..bench import cpu_bf16_support
-
     name = name or "auto"
     if name not in PRECISIONS:
         raise InputError(f"--precision {name}: choose auto, fp32 or bf16")
@@ -314,8 +236,6 @@ def precision_reason(name: str | None, device: torch.device) -> str:
         >>> precision_reason("fp32", torch.device("cpu"))
         'asked for with --precision fp32'
     """
-    from ..bench import cpu_bf16_support
-
     name = name or "auto"
     if name != "auto":
         return f"asked for with --precision {name}"
@@ -574,40 +494,6 @@ def split(stems: list[str], fraction: float, seed: int) -> dict:
         chosen = np.random.default_rng(seed).choice(len(stems), n, replace=False)
         return {"mode": "images", "images": sorted(stems[i] for i in chosen)}
     return {"mode": "rows", "fraction": float(fraction)}
-
-
-def threshold_curves(probs: list[np.ndarray], truths: list[np.ndarray],
-                     regions: int) -> tuple[np.ndarray, np.ndarray]:
-    """What ``predict`` would score at every threshold of ``THRESHOLDS``: the pixel error
-    over all the images' pixels and the mean Rand error of the images, the regions of class
-    ``regions`` cut apart at weak spots (cores above ``SPLIT_LEVEL``).
-
-    ``probs``: K x H x W probabilities, one array an image; ``truths``: H x W class indices.
-    Returns two arrays of ``len(THRESHOLDS)``.
-    """
-    pixel, rand = [], []
-    for threshold in THRESHOLDS:
-        labels = [decide(q, threshold, (regions, SPLIT_LEVEL)) for q in probs]
-        pixel.append(sum(int((a != u).sum()) for a, u in zip(labels, truths))
-                     / sum(u.size for u in truths))
-        rand.append(float(np.mean([rand_error(a, u, regions=regions)
-                                   for a, u in zip(labels, truths)])))
-    return np.array(pixel), np.array(rand)
-
-
-def choose_threshold(pixel: np.ndarray, rand: np.ndarray,
-                     slack: float = PIXEL_SLACK) -> int:
-    """The index of the threshold ``train --regions`` keeps: the lowest Rand error among
-    those whose pixel error is at most ``slack`` times the lowest (``slack`` = inf: the
-    lowest Rand error of all), the lowest threshold on a tie.
-
-    Example:
-        >>> choose_threshold(np.array([0.10, 0.08, 0.081, 0.09]),
-        ...                  np.array([0.05, 0.07, 0.06, 0.04]))
-        2
-    """
-    allowed = pixel <= slack * pixel.min()
-    return int(np.argmin(np.where(allowed, rand, np.inf)))
 
 
 def validate(model, parts: list[tuple], classes: int, device, seed: int = 0,
