@@ -60,12 +60,14 @@ shared machine), :func:`unet_teach.profile.cpu_bf16_support` says what bf16 can 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
 import platform
 import re
 import shutil
+import sys
 import statistics
 import tempfile
 import time
@@ -82,7 +84,7 @@ import torch.nn.functional as F
 from .cost import count_macs
 from .infer import predict_tiled, tile_layout
 from .models import UNet, output_size
-from .profile import default_device
+from .profile import default_device, pick_device
 
 SCHEMA = "unet-teach bench 1"
 #: The paper's U-Net with same padding; ``base_width`` is the one thing ``--width`` changes.
@@ -738,3 +740,60 @@ def default_out(folder, device_name: str, date: str | None = None) -> Path:
     """
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
     return Path(folder) / f"bench-{device_slug(device_name)}-{date}.json"
+
+
+# ------------------------------------------------------------------------ the command
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the speed ladder (``unet_teach.bench``); with --out, write the results as JSON."""
+    try:
+        device = pick_device(args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = args.out
+    if out is not None and (Path(out).is_dir() or out.endswith(("/", "\\"))):
+        out = default_out(out, device_facts(device)["name"])
+    try:
+        result = bench(size=args.size, batch=args.batch, width=args.width, steps=args.steps,
+                       warmup=args.warmup, device=device, compile=not args.no_compile,
+                       inference=not args.no_inference, memory=not args.no_memory, out=out,
+                       log=lambda line: print(line, flush=True))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if out is not None:
+        print(f"wrote {out}")
+    for line in result["errors"]:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+def register(sub) -> None:
+    """Add ``unet-teach bench`` to the subcommands ``sub`` (argparse's subparsers)."""
+    be = sub.add_parser("bench", help="time a U-Net training step rung by rung",
+                        description="Time one training step of the paper-width padded U-Net "
+                        "(on a GPU: 512 x 512, batch 16, base width 64) in fp32, TF32, bf16, "
+                        "+ channels_last and + torch.compile, and the common recipe (fp16 + "
+                        "GradScaler + channels_last); then overlap-tile inference and memory "
+                        "against batch and size (with and without checkpointing). Rungs a "
+                        "CPU cannot run are reported as skipped, with the reason.")
+    be.add_argument("--size", type=int, metavar="PX", help="crop side, a multiple of 16 "
+                    "(default: 512 on a GPU, 128 on a CPU)")
+    be.add_argument("--batch", type=int, metavar="B", help="crops a step (default: 16 on a "
+                    "GPU, 2 on a CPU)")
+    be.add_argument("--width", type=int, metavar="W", help="the U-Net's base width (default: "
+                    "64, the paper's, on a GPU; 16 on a CPU)")
+    be.add_argument("--steps", type=int, metavar="N", help="timed steps a rung; the median "
+                    "is kept (default: 20 on a GPU, 3 on a CPU)")
+    be.add_argument("--warmup", type=int, metavar="N", help="untimed steps first (default: 5 "
+                    "on a GPU, 1 on a CPU)")
+    be.add_argument("--out", metavar="FILE.json", help="write the results as JSON (rewritten "
+                    "after every part); a folder: FOLDER/bench-<device>-<date>.json")
+    be.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: $UNET_TEACH_DEVICE, "
+                    "else CUDA when present)")
+    be.add_argument("--no-compile", action="store_true", help="leave out the torch.compile "
+                    "rung (its compilation takes a minute)")
+    be.add_argument("--no-inference", action="store_true", help="leave out inference")
+    be.add_argument("--no-memory", action="store_true", help="leave out the memory sweep")
+    be.set_defaults(func=cmd_bench)

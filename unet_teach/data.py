@@ -323,8 +323,12 @@ ISBI_SHA256 = {name: digest for digest, name in
                (line.split() for line in _ISBI_SUMS.strip().splitlines())}
 
 #: Where missing slices are downloaded from: a public repository that redistributes the
-#: challenge's training stack as PNG slices (file ``N.png``, N = 0..29, not zero-padded).
-ISBI_BASE_URL = "https://raw.githubusercontent.com/zhixuhao/unet/master/data/membrane/train"
+#: challenge's training stack as PNG slices (file ``N.png``, N = 0..29, not zero-padded),
+#: at a fixed commit rather than a branch, so what a URL names cannot move (the hashes
+#: above would catch a change, but only by failing).
+ISBI_COMMIT = "909ae9b5fefd8a55900e24a771b073b1d4ef70ff"
+ISBI_BASE_URL = (f"https://raw.githubusercontent.com/zhixuhao/unet/{ISBI_COMMIT}"
+                 "/data/membrane/train")
 
 
 class DataError(RuntimeError):

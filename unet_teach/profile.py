@@ -44,6 +44,25 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pick_device(name: str | None) -> torch.device:
+    """The device a ``--device`` option names (``cpu``, ``cuda``, ``cuda:1``, ...), else
+    :func:`default_device`; a ``ValueError`` that says what to use instead when it cannot
+    be used here.
+
+    Example:
+        >>> pick_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        device = torch.device(name) if name else default_device()
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--device {name or ''}: {str(err).splitlines()[0]}; use cpu, or "
+                         "cuda on a machine with a GPU") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return device
+
+
 def cpu_bf16_support() -> str:
     """The bf16 instructions of this machine's CPU that PyTorch's CPU kernels (oneDNN) use.
 

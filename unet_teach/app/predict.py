@@ -32,22 +32,18 @@ import torch
 from tqdm.auto import tqdm
 
 from ..infer import decide, predict_probabilities
-from ..profile import default_device
+from .. import profile
 from .images import (COLOR_NOTES, IMAGE_SUFFIXES, PROB_SUFFIX, InputError, check_outputs,
                      list_images, load_image, write_mask, write_tiff)
 from .modelfile import load_model
 
 def pick_device(name: str | None) -> torch.device:
-    """``--device`` (``cpu``, ``cuda``, ``cuda:1``, ...), else the package's default device
-    (``$UNET_TEACH_DEVICE``, else CUDA when present); an unusable one is an InputError."""
+    """:func:`unet_teach.profile.pick_device`, its error an :class:`InputError` (one line,
+    exit status 2)."""
     try:
-        device = torch.device(name) if name else default_device()
-    except (RuntimeError, ValueError) as err:
-        raise InputError(f"--device {name or ''}: {str(err).splitlines()[0]}; use cpu, or "
-                         "cuda on a machine with a GPU") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available here; use --device cpu")
-    return device
+        return profile.pick_device(name)
+    except ValueError as err:
+        raise InputError(str(err)) from err
 
 
 def split_of(state: dict) -> tuple[int, float] | None:

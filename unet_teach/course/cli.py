@@ -290,71 +290,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  progress=not args.quiet))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Time the speed ladder (``unet_teach.bench``); with --out, write the results as JSON."""
-    from pathlib import Path
-
-    import torch
-
-    from ..bench import bench, default_out, device_facts
-    from ..profile import default_device
-
-    try:
-        device = torch.device(args.device) if args.device else default_device()
-    except (RuntimeError, ValueError) as err:
-        print(f"error: --device {args.device}: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"error: --device {device}: CUDA is not available here; use --device cpu",
-              file=sys.stderr)
-        return 2
-    out = args.out
-    if out is not None and (Path(out).is_dir() or out.endswith(("/", "\\"))):
-        out = default_out(out, device_facts(device)["name"])
-    try:
-        result = bench(size=args.size, batch=args.batch, width=args.width, steps=args.steps,
-                       warmup=args.warmup, device=device, compile=not args.no_compile,
-                       inference=not args.no_inference, memory=not args.no_memory, out=out,
-                       log=lambda line: print(line, flush=True))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if out is not None:
-        print(f"wrote {out}")
-    for line in result["errors"]:
-        print(f"error: {line}", file=sys.stderr)
-    return 1 if result["errors"] else 0
-
-
-def _add_bench_command(sub) -> None:
-    be = sub.add_parser("bench", help="time a U-Net training step rung by rung",
-                        description="Time one training step of the paper-width padded U-Net "
-                        "(on a GPU: 512 x 512, batch 16, base width 64) in fp32, TF32, bf16, "
-                        "+ channels_last and + torch.compile, and the common recipe (fp16 + "
-                        "GradScaler + channels_last); then overlap-tile inference and memory "
-                        "against batch and size (with and without checkpointing). Rungs a "
-                        "CPU cannot run are reported as skipped, with the reason.")
-    be.add_argument("--size", type=int, metavar="PX", help="crop side, a multiple of 16 "
-                    "(default: 512 on a GPU, 128 on a CPU)")
-    be.add_argument("--batch", type=int, metavar="B", help="crops a step (default: 16 on a "
-                    "GPU, 2 on a CPU)")
-    be.add_argument("--width", type=int, metavar="W", help="the U-Net's base width (default: "
-                    "64, the paper's, on a GPU; 16 on a CPU)")
-    be.add_argument("--steps", type=int, metavar="N", help="timed steps a rung; the median "
-                    "is kept (default: 20 on a GPU, 3 on a CPU)")
-    be.add_argument("--warmup", type=int, metavar="N", help="untimed steps first (default: 5 "
-                    "on a GPU, 1 on a CPU)")
-    be.add_argument("--out", metavar="FILE.json", help="write the results as JSON (rewritten "
-                    "after every part); a folder: FOLDER/bench-<device>-<date>.json")
-    be.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: $UNET_TEACH_DEVICE, "
-                    "else CUDA when present)")
-    be.add_argument("--no-compile", action="store_true", help="leave out the torch.compile "
-                    "rung (its compilation takes a minute)")
-    be.add_argument("--no-inference", action="store_true", help="leave out inference")
-    be.add_argument("--no-memory", action="store_true", help="leave out the memory sweep")
-    be.set_defaults(func=cmd_bench)
-
-
 def _add_app_commands(sub) -> None:
     tr = sub.add_parser("train", help="train a U-Net on your own images and masks",
                         description="Train a U-Net on IMAGES and MASKS, folders of PNG or "
@@ -519,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "that holds the names of the submission folders")
     gm.set_defaults(func=cmd_grade_merge)
     _add_app_commands(sub)
-    _add_bench_command(sub)
+    from ..bench import register as register_bench
+    register_bench(sub)
     return parser
 
 
