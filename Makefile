@@ -12,7 +12,7 @@ ifeq ($(origin UNET_TEACH_DATA), undefined)
   endif
 endif
 
-.PHONY: install book test release clean gpu-check
+.PHONY: install book test test-fast release clean gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ book: $(STAMP)
 # every chapter once) and every exercise solution notebook under nbval.
 test: $(STAMP)
 	$(PY) -m pytest --doctest-modules --nbval-lax --nbval-current-env unet_teach tests exercises/source
+
+# The daily loop (<= 2 minutes on 2 cores): everything but the book build, the tests that start
+# Jupyter kernels and the slow ones (the markers `book`, `kernel`, `slow`: pyproject.toml).
+test-fast: $(STAMP)
+	$(PY) -m pytest --doctest-modules -m "not book and not kernel and not slow" unet_teach tests
 
 release: $(STAMP)
 	$(VENV)/bin/unet-teach release

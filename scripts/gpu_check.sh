@@ -44,7 +44,7 @@
 # Nothing here uses the network.
 set -uo pipefail
 
-usage() { sed -n '4p' "$0" | sed 's/^# *//' >&2; exit 2; }
+usage() { grep -m1 '^#   scripts/gpu_check.sh ' "$0" | sed 's/^# *//' >&2; exit 2; }
 dry_run=0
 case "${1:-}" in
     --dry-run) dry_run=1; shift ;;

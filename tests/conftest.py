@@ -7,6 +7,11 @@
   ``$UNET_TEACH_DATA`` is set but holds no ISBI files, and skips when it is unset and the
   fallback folder is absent. (Corrupt files fail the tests that load them.)
 * ``torch.set_num_threads`` is left alone.
+* Three markers sort the slow part out (``make test-fast`` deselects them; ``make test`` runs
+  everything): ``book`` - builds the book (every chapter executed); ``kernel`` - starts
+  Jupyter kernels (nbval on the exercise notebooks, grading batches, a chapter run outside
+  the book); ``slow`` - anything else over a few seconds. Notebook items and tests that use a
+  grading fixture are marked here; the rest carry their marker in their module.
 """
 
 from __future__ import annotations
@@ -28,6 +33,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The attack submissions are graded, in the sandbox, by test_sandbox.py; never run them here
 # (nbval would execute them in an ordinary kernel, with this user's rights).
 collect_ignore = ["attacks"]
+
+
+#: Fixtures that grade a batch of notebooks (each starts a kernel a notebook).
+KERNEL_FIXTURES = {"graded", "manual", "course"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.suffix == ".ipynb":                    # nbval: the exercise notebooks
+            item.add_marker(pytest.mark.kernel)
+        elif KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernel)
 
 
 def find_shared_data_dir() -> Path:

@@ -179,6 +179,7 @@ def _largest_gradient_and_folds(field):
     return largest, bool((((1 + dyy) * (1 + dxx) - dyx * dxy) <= 0).any())
 
 
+@pytest.mark.slow
 def test_default_fields_bend_any_size_like_the_papers_tile_and_never_fold():
     # 1,000 seeded fields per size with the defaults (the paper's sigma and spacing). A window
     # gets a piece of a 572 px tile's field, so its strain is no larger than the tile's: the
@@ -287,7 +288,11 @@ def test_flip_rotate_moves_image_and_mask_together(k, flip):
     out, out_mask = flip_rotate(img, msk, k, flip)
     np.testing.assert_array_equal(out[0], out_mask)
     np.testing.assert_array_equal(out[1], 2 * out_mask)
-    assert out.flags.c_contiguous and torch.from_numpy(out_mask) is not None
+    # torch.from_numpy refuses negative strides, so a view np.rot90/flip left behind
+    # would fail here; both must be real arrays in C order
+    for a in (out, out_mask):
+        assert a.flags.c_contiguous and all(s > 0 for s in a.strides)
+        assert torch.from_numpy(a).shape == a.shape
 
 
 def test_random_flip_rotate_draws_all_eight_and_moves_both():

@@ -77,6 +77,7 @@ def test_duel_scores_both_nets_on_the_same_pixels(slices):
     assert 0 <= match["unet_error"] <= 1 and match["window"] == 17
 
 
+@pytest.mark.slow
 def test_the_script_writes_what_the_chapter_reads(tmp_path):
     data = Path(os.environ.get("UNET_TEACH_DATA", ""))
     if not (data / "isbi2012").is_dir():
@@ -85,7 +86,7 @@ def test_the_script_writes_what_the_chapter_reads(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "learning_curve.py"),
                            "--seeds", "0", "1", "--n", "1", "--steps", "2", "--history", "2",
                            "--duel-n", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((out / "learning_curve.json").read_text())
     assert record["command"].startswith("python ") and "--steps 2" in record["command"]

@@ -118,15 +118,18 @@ def test_synthetic_nuclei_each_instance_is_one_connected_blob_mostly():
 
 
 def test_synthetic_speed():
+    """Chapters make hundreds of synthetic images: 100 of 128 x 128 px must cost under 2 s of
+    CPU time (about 0.5 s on a 2-core EPYC). CPU time, not wall time: waiting behind other
+    work on a busy machine does not count."""
     synthetic_membranes(2, 32, seed=0)            # warm-up (imports, caches)
     synthetic_nuclei(2, 32, seed=0)
     for make in (synthetic_membranes, synthetic_nuclei):
-        start = time.perf_counter()
+        start = time.process_time()
         out = make(100, 128, seed=0)
-        seconds = time.perf_counter() - start
-        print(f"{make.__name__}(100, 128): {seconds:.2f} s")
+        seconds = time.process_time() - start
+        print(f"{make.__name__}(100, 128): {seconds:.2f} s of CPU time")
         assert out[0].shape == (100, 128, 128)
-        assert seconds < 4.0, f"{make.__name__} took {seconds:.2f} s for 100 images (budget 2 s)"
+        assert seconds < 2.0, f"{make.__name__} took {seconds:.2f} s of CPU for 100 images"
 
 
 @pytest.mark.parametrize("make", [synthetic_membranes, synthetic_nuclei],
@@ -486,3 +489,13 @@ def test_dark_texture_adds_thin_dark_stripes_labelled_interior():
     assert pieces > 2 * cells
     with pytest.raises(ValueError, match="dark_texture"):
         synthetic_membranes(2, 32, dark_texture=1.5)
+
+
+def test_isbi_download_is_pinned_to_a_commit():
+    """A branch can move; a commit cannot: the URL names the 40 hex digits of one."""
+    import re
+
+    from unet_teach.data import ISBI_BASE_URL, ISBI_COMMIT
+
+    assert re.fullmatch(r"[0-9a-f]{40}", ISBI_COMMIT)
+    assert f"/{ISBI_COMMIT}/" in ISBI_BASE_URL and "/master/" not in ISBI_BASE_URL

@@ -78,7 +78,8 @@ def test_release_check_console_script():
     # The command the Makefile and CI use, on the committed notebooks.
     exe = Path(sys.executable).with_name("unet-teach")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "unet_teach.course.cli"]
-    result = subprocess.run(cmd + ["release", "--check"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(cmd + ["release", "--check"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -605,6 +606,7 @@ def _reference_record(seeds=(0, 1)):
                for d in augmentation.DESIGNS}}
 
 
+@pytest.mark.slow
 def test_experiment_check_passes_a_record_that_its_runs_reproduce(capsys):
     from unet_teach.checks import augmentation
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
@@ -28,6 +30,7 @@ def gpu_check(out: Path, **env) -> subprocess.CompletedProcess:
                           env=environment, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_dry_run_writes_the_logs_and_a_valid_results_file(tmp_path):
     out = tmp_path / "out"
     result = gpu_check(out, GPU_CHECK_NOTEBOOKS="notebooks/03_sliding_window_cost.ipynb",
@@ -39,7 +42,8 @@ def test_dry_run_writes_the_logs_and_a_valid_results_file(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == "unet-teach gpu-check 1" and results["ok"] is True
     assert results["mode"] == "dry-run" and results["facts"]["profile"] == "fast"
-    assert results["facts"]["torch"] and results["facts"]["cuda_available"] in (True, False)
+    assert results["facts"]["torch"] == torch.__version__
+    assert results["facts"]["cuda_available"] is torch.cuda.is_available()
     assert {k: v["status"] for k, v in results["steps"].items()} == {
         "wheels": "skipped", "facts": "passed", "bench": "passed", "nbval": "skipped",
         "ddp": "passed", "notebooks": "passed"}
@@ -55,6 +59,7 @@ def test_dry_run_writes_the_logs_and_a_valid_results_file(tmp_path):
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_and_fail_the_check(tmp_path):
     good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1 + 1")]),
@@ -78,3 +83,18 @@ def test_failures_are_recorded_and_fail_the_check(tmp_path):
     assert missing["status"] == "missing"
     executed = nbformat.read(out / "executed" / "bad.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"].strip() == "fast"   # the dry run's profile
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--dry-run"], ["a", "b"]])
+def test_wrong_arguments_print_the_usage_and_exit_2(args, tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert "gpu_check.sh [--dry-run] OUT" in result.stderr
+    assert not any(tmp_path.iterdir())                  # nothing written
+
+
+def test_the_script_parses():
+    result = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
