@@ -205,7 +205,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from unet_teach.app.modelfile import load_model
-from unet_teach.app.train import state_sha256
+from unet_teach.app.parallel import state_sha256
 folder, procs = Path(sys.argv[1]), int(sys.argv[2])
 ranks = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(procs)]
 model, state = load_model(folder / "model.pt")

@@ -1,4 +1,4 @@
-"""The ``unet-teach info`` command."""
+"""The ``unet-teach`` command (unet_teach.cli), put together from its parts, and its ``info``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import unet_teach
-from unet_teach.course.cli import build_parser, main
+from unet_teach.cli import build_parser, main
 
 
 def _rows(text: str) -> dict[str, str]:
@@ -87,7 +87,7 @@ def test_info_reports_corrupt_files(capsys, monkeypatch, tmp_path, isbi_data_dir
 def test_info_subprocess(isbi_data_dir):
     env = {**os.environ, "UNET_TEACH_DATA": str(isbi_data_dir), "UNET_TEACH_DEVICE": "cpu"}
     env.pop("UNET_TEACH_PROFILE", None)
-    proc = subprocess.run([sys.executable, "-m", "unet_teach.course.cli", "info"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "unet_teach", "info"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = _rows(proc.stdout)
@@ -104,3 +104,35 @@ def test_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit):
         main(["frobnicate"])
     assert "info" in build_parser().format_help()
+
+
+def _subcommands(register) -> set[str]:
+    import argparse
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    return set(sub.choices)
+
+
+def test_the_command_is_its_parts_subcommands():
+    from unet_teach import bench
+    from unet_teach.app import cli as app_cli
+    from unet_teach.course import cli as course_cli
+    app, course = _subcommands(app_cli.register), _subcommands(course_cli.register)
+    assert app == {"train", "predict", "evaluate"}
+    assert course == {"info", "release", "grade", "grade-merge"}      # no app commands
+    whole = set(build_parser()._subparsers._group_actions[0].choices)
+    assert whole == app | course | _subcommands(bench.register) and "bench" in whole
+
+
+def test_the_installed_command_and_python_dash_m_run_the_same_main():
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["unet-teach"] == "unet_teach.cli:main"
+    assert '"unet_teach.cli"' in (root / "unet_teach" / "__main__.py").read_text()
+    proc = subprocess.run([sys.executable, "-m", "unet_teach", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert all(name in proc.stdout for name in ("train", "grade-merge", "bench"))

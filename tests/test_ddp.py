@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from unet_teach.app.modelfile import load_model, read_model_file
-from unet_teach.app.train import DEBUG_DIR_ENV, state_sha256
-from unet_teach.course.cli import main
+from unet_teach.app.parallel import DEBUG_DIR_ENV, state_sha256
+from unet_teach.cli import main
 from unet_teach.data import synthetic_membranes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +66,7 @@ def ddp_run(tmp_path_factory):
     return root, img_dir, mask_dir, model, result
 
 
+@pytest.mark.slow
 def test_two_ranks_end_with_the_same_weights_and_the_file_holds_them(ddp_run):
     root, _, _, model, result = ddp_run
     r0, r1 = ranks(root / "debug")
@@ -80,12 +81,14 @@ def test_two_ranks_end_with_the_same_weights_and_the_file_holds_them(ddp_run):
     assert "on 2 processes (gloo, cpu): 4 crops a step" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_loss_falls(ddp_run):
     loss = read_model_file(ddp_run[3])["train"]["loss"]
     assert len(loss) == 6 and all(np.isfinite(loss))
     assert np.mean(loss[-2:]) < np.mean(loss[:2]), loss
 
 
+@pytest.mark.slow
 def test_the_model_file_is_like_a_one_process_one(ddp_run, tmp_path, capsys):
     root, img_dir, mask_dir, model, _ = ddp_run
     single = tmp_path / "single.pt"
@@ -106,6 +109,7 @@ def test_the_model_file_is_like_a_one_process_one(ddp_run, tmp_path, capsys):
     assert np.asarray(Image.open(tmp_path / "pred" / "00.png")).shape == (32, 32)
 
 
+@pytest.mark.slow
 def test_resume_under_torchrun_continues_the_same_training(ddp_run, tmp_path):
     root, img_dir, mask_dir, model, _ = ddp_run
     copy = tmp_path / "ddp.pt"
@@ -119,3 +123,17 @@ def test_resume_under_torchrun_continues_the_same_training(ddp_run, tmp_path):
     assert r0["state_sha256"] == r1["state_sha256"] and r0["step"] == 9
     assert not torch.equal(state["model"]["head.weight"],
                            read_model_file(model)["model"]["head.weight"])
+
+
+@pytest.mark.parametrize("env, place", [
+    ({}, (0, 1, 0, False, True, False)),                                   # a plain run
+    ({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}, (0, 1, 0, True, True, True)),
+    ({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}, (5, 8, 1, True, False, True)),
+])
+def test_ranks_read_torchrun_s_variables(env, place):
+    """torchrun with one process still joins a process group (``launched``); only rank 0
+    is the main one."""
+    from unet_teach.app.parallel import Ranks
+
+    r = Ranks.from_env(env)
+    assert (r.rank, r.world, r.local, r.launched, r.main, r.parallel) == place

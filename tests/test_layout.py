@@ -20,9 +20,14 @@ BANNED = ("nbformat", "nbclient", "unet_teach.course")
 RE_EXPORT = PACKAGE / "checks.py"
 
 
+#: The command's entry points put the app, the course and the bench together: not teaching code.
+COMMAND = {PACKAGE / "cli.py", PACKAGE / "__main__.py"}
+
+
 def teaching_modules() -> list[Path]:
     return sorted(p for p in PACKAGE.rglob("*.py")
-                  if "course" not in p.relative_to(PACKAGE).parts and p != RE_EXPORT)
+                  if "course" not in p.relative_to(PACKAGE).parts and p != RE_EXPORT
+                  and p not in COMMAND)
 
 
 def imported(path: Path) -> set[str]:
@@ -152,8 +157,8 @@ def test_chapters_import_teaching_modules_only(path):
 
 
 @pytest.mark.parametrize("path", [p for p in teaching_modules()
-                                  if "app" not in p.relative_to(PACKAGE).parts
-                                  and p.name != "cli.py"], ids=lambda p: p.stem)
+                                  if "app" not in p.relative_to(PACKAGE).parts],
+                         ids=lambda p: p.stem)
 def test_teaching_code_does_not_import_the_app(path):
     assert not _from(imported(path), ("unet_teach.app",)), (
         f"{path.relative_to(PACKAGE)}: the teaching code must not depend on the app "

@@ -11,7 +11,7 @@ import csv
 
 import pytest
 
-from unet_teach.course.cli import main
+from unet_teach.cli import main
 from unet_teach.course.roster import RosterError, fill_roster, read_roster, write_roster
 
 BOM = b"\xef\xbb\xbf"

@@ -4,21 +4,40 @@ A model is useless without knowing what its classes mean in your files, how its 
 was scaled, and where to cut its probabilities; so the file holds all of that next to the
 weights, and ``predict`` needs nothing else. The file is a ``dict`` of tensors, numbers,
 strings, lists and dicts only, and loads with ``torch.load(path, weights_only=True)``,
-which cannot run code hidden in a file::
+which cannot run code hidden in a file. It is written by :func:`contents` and
+:func:`save_model`, and read by :func:`read_model_file` and :func:`load_model`. Its keys::
 
-    format          "unet-teach model"; version: 1 (a newer version will not load here)
+    format          "unet-teach model"
+    version         2 (1 had no ``split``); this unet-teach reads 1 and 2, not newer ones
+    unet_teach      the version of unet-teach that wrote it
     preset          "default" or a name of unet_teach.models.PRESETS
     model_args      the UNet's arguments, all of them: UNet(**model_args) rebuilds it
     model           the weights (model.state_dict())
     class_values    the mask value of each class: [0, 255] = class 0 is 0, class 1 is 255
     normalization   {"method": "percentile", "low": 1.0, "high": 99.8}
-    threshold       2 classes: class 1 where its probability > threshold (chosen on the
-                    validation part for the lowest pixel error; 0.5 without one)
-    threshold_from  how it was chosen
-    validation      what the validation part was and the scores on it
-    train           the settings, the budget, the step count, elapsed seconds, the
-                    learning-rate schedule's position (0..1), whether it finished, the
-                    training images and validation split, the loss of every step
+    threshold       2 classes: class 1 where its probability > threshold, chosen on the
+                    validation part (0.5 without one): the lowest pixel error, or with
+                    --regions the lowest Rand error within PIXEL_SLACK of the lowest
+                    pixel error
+    threshold_from  2 classes: how the threshold was chosen, in words
+    split           --regions, validated: {"region_class": the class index of the
+                    objects, "seed_level": SPLIT_LEVEL}; predict then cuts touching
+                    regions apart at weak spots
+    validation      when validated: the scores on the validation part (scored_pixels,
+                    pixel_error, pixel_error_default, threshold, threshold_metric, and
+                    with --regions rand_error, rand_error_unsplit, split_level)
+    train           how it was trained:
+      settings          the stored settings (unet_teach.app.settings.Settings, unset
+                        ones left out); --resume continues with them
+      budget            the total: {"minutes": M} or {"steps": N}
+      step              steps done
+      elapsed_s         wall time used, in seconds, over all runs
+      finished          False in a checkpoint written while training
+      schedule_position where the learning-rate schedule stands, 0..1
+      images            the names of the training images
+      validation_split  the validation part (unet_teach.app.validate.split)
+      loss              the loss of every step
+      threshold_info    the latest validation's scores (as ``validation``)
     optimizer       AdamW's moments, so that ``--resume`` continues where it stopped
 
 The same file is the checkpoint: it is written every few minutes while training (with
@@ -31,11 +50,15 @@ from pathlib import Path
 
 import torch
 
+from .. import __version__
 from ..models import PRESETS, UNet
-from .images import InputError
+from ..threshold import PIXEL_SLACK
+from .images import NORMALIZATION, InputError
 
 FORMAT = "unet-teach model"
-VERSION = 1
+#: The version written; 2 added ``split``. :func:`read_model_file` reads every version up
+#: to this one and refuses a newer one.
+VERSION = 2
 
 #: ``--preset default``: a padded U-Net small enough to train in minutes on a laptop CPU -
 #: depth 4 (the paper's), 16..256 channels (the paper's / 4), same padding (output = input,
@@ -135,11 +158,52 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(full)
 
 
-def save_model(path, contents: dict) -> Path:
-    """Write a model file atomically (a temporary file in the same folder, then a rename)."""
+def contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, model_args: dict,
+             class_values: list[int], train: dict, validation: dict,
+             region_class: int | None = None) -> dict:
+    """What a model file holds (the keys of the module's docstring; :func:`save_model` adds
+    ``format`` and ``version``).
+
+    ``train``: the ``train`` entry less ``threshold_info`` (its ``settings`` name the
+    preset); ``validation``: the latest validation's scores
+    (:func:`unet_teach.app.validate.score`), empty before the first; ``region_class``: the
+    class index of ``--regions``.
+
+    Example:
+        >>> from unet_teach.models import UNet
+        >>> net = UNet(1, 2, depth=1, base_width=2)
+        >>> file = contents(net, torch.optim.AdamW(net.parameters()), model_args={},
+        ...                 class_values=[0, 255], validation={},
+        ...                 train={"settings": {"preset": "default"}})
+        >>> file["threshold"], file["threshold_from"]
+        (0.5, 'default (not validated)')
+    """
+    file = {"unet_teach": __version__, "preset": train["settings"]["preset"],
+            "model_args": model_args, "model": weights(model), "class_values": class_values,
+            "normalization": dict(NORMALIZATION),
+            "train": {**train, "threshold_info": dict(validation)},
+            "optimizer": optimizer_state(optimizer)}
+    if len(class_values) == 2:
+        file["threshold"] = float(validation.get("threshold", 0.5))
+        file["threshold_from"] = (
+            "default (not validated)" if "threshold" not in validation
+            else f"lowest Rand error on the validation part, regions cut at weak spots, "
+                 f"pixel error within {PIXEL_SLACK - 1:.0%} of its lowest"
+            if validation.get("threshold_metric") == "rand_error"
+            else "lowest pixel error on the validation part")
+        if validation.get("split_level") is not None:
+            file["split"] = {"region_class": region_class,
+                             "seed_level": float(validation["split_level"])}
+    if validation:
+        file["validation"] = {k: v for k, v in validation.items() if k != "single_class"}
+    return file
+
+
+def save_model(path, file: dict) -> Path:
+    """Write a model file (:func:`contents`) atomically, with its format and version."""
     from .images import write_atomic
-    contents = {"format": FORMAT, "version": VERSION, **contents}
-    return write_atomic(path, lambda tmp: torch.save(contents, tmp))
+    file = {"format": FORMAT, "version": VERSION, **file}
+    return write_atomic(path, lambda tmp: torch.save(file, tmp))
 
 
 def read_model_file(path) -> dict:
@@ -169,7 +233,8 @@ def read_model_file(path) -> dict:
                          "`unet-teach train`")
     if state.get("version", 0) > VERSION:
         raise InputError(f"{path}: written by a newer unet-teach (model file version "
-                         f"{state['version']}, this one reads {VERSION}); upgrade unet-teach")
+                         f"{state['version']}; this one, {__version__}, reads versions 1 to "
+                         f"{VERSION}); upgrade unet-teach to read it")
     missing = [k for k in ("model", "model_args", "class_values", "normalization", "preset")
                if k not in state]
     if missing:

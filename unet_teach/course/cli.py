@@ -1,6 +1,6 @@
-"""The ``unet-teach`` command.
+"""The course's subcommands of the ``unet-teach`` command (:mod:`unet_teach.cli`).
 
-Its subcommands (``unet-teach <subcommand> --help`` lists the options)::
+:func:`register` adds them (``unet-teach <subcommand> --help`` lists the options)::
 
     unet-teach info       versions, device, run profile, data folder, ISBI files verified
     unet-teach release    write the student notebooks (exercises/source -> exercises/release);
@@ -9,14 +9,9 @@ Its subcommands (``unet-teach <subcommand> --help`` lists the options)::
                           feedback file each; --roster fills in an LMS gradebook CSV;
                           --shard i/n grades one of n parts of the batch
     unet-teach grade-merge  merge the out folders of the n shards into one run's files
-    unet-teach train      train a U-Net on your own folders of images and masks
-    unet-teach predict    segment images with a trained model file
-    unet-teach evaluate   score predicted masks against true ones; --report writes a page
-    unet-teach bench      time a U-Net training step rung by rung (fp32, TF32, bf16,
-                          channels_last, torch.compile), inference and memory; --out FILE
 
-``train``, ``predict`` and ``evaluate`` are :mod:`unet_teach.app`; bad input makes them print
-one line naming the file and the fix, and exit with status 2 having written nothing.
+The app's ``train``, ``predict`` and ``evaluate`` are not here (:mod:`unet_teach.app.cli`),
+nor ``bench`` (:mod:`unet_teach.bench`): the course is not needed to learn U-Net.
 """
 
 from __future__ import annotations
@@ -243,152 +238,16 @@ def _shard_option(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--shard ")) from None
 
 
-def _app(run) -> int:
-    """Run an app command; its bad-input errors become one line on stderr and status 2."""
-    from ..app.images import InputError
+def register(sub) -> None:
+    """Add ``info``, ``release``, ``grade`` and ``grade-merge`` to the subcommands ``sub``
+    (argparse's subparsers).
 
-    try:
-        return run()
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train a model on folders of images and masks (``unet_teach.app.train``)."""
-    import time
-
-    start = time.monotonic()                   # --minutes counts from here, loading included
-    from ..app.train import train
-
-    return _app(lambda: train(
-        args.images, args.masks, args.out, minutes=args.minutes, steps=args.steps,
-        preset=args.preset, base_width=args.base_width, augment=args.augment, loss=args.loss,
-        val_fraction=args.val_fraction, seed=args.seed, crop=args.crop,
-        batch_size=args.batch_size, lr=args.lr, regions=args.regions, resume=args.resume,
-        force=args.force,
-        checkpoint_minutes=args.checkpoint_minutes, device=args.device,
-        progress=not args.quiet, clock_start=start, precision=args.precision))
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    """Segment images with a model file (``unet_teach.app.predict``)."""
-    from ..app.predict import predict
-
-    return _app(lambda: predict(args.model, args.inputs, args.out, tta=args.tta,
-                                threshold=args.threshold, force=args.force,
-                                device=args.device, progress=not args.quiet,
-                                split=not args.no_split))
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Score predicted masks against true ones (``unet_teach.app.evaluate``)."""
-    from ..app.evaluate import evaluate
-
-    return _app(lambda: evaluate(args.pred, args.truth, regions=args.regions, csv=args.csv,
-                                 report=args.report, images=args.images, force=args.force,
-                                 progress=not args.quiet))
-
-
-def _add_app_commands(sub) -> None:
-    tr = sub.add_parser("train", help="train a U-Net on your own images and masks",
-                        description="Train a U-Net on IMAGES and MASKS, folders of PNG or "
-                        "TIFF files paired by name (a.png with a.tif). The masks' values are "
-                        "the classes (0/255 = two classes), recorded in the model file.")
-    tr.add_argument("images", metavar="IMAGES", help="folder of images (8/16-bit, grey or RGB)")
-    tr.add_argument("masks", metavar="MASKS", help="folder of masks: one integer label per "
-                    "pixel, e.g. 0/255 or 0..K-1")
-    tr.add_argument("--out", required=True, metavar="MODEL.pt", help="the model file; "
-                    "written every --checkpoint-minutes and at the end")
-    budget = tr.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, metavar="M", help="wall time from the "
-                        "command's start, loading and validation included (default: 10; "
-                        "with --resume: the new total)")
-    budget.add_argument("--steps", type=int, metavar="N", help="train this many steps "
-                        "instead (with --resume: the new total)")
-    # no `choices`: they would import torch for every subcommand; train checks the name
-    tr.add_argument("--preset", metavar="NAME", help="the U-Net: 'default' = depth 4, base "
-                    "width 16, same padding, batch norm; or a segmentation preset of "
-                    "unet_teach.models.PRESETS: keras, paper, pytorch, tf (default: default)")
-    tr.add_argument("--base-width", type=int, metavar="W", help="channels at the first "
-                    "level, replacing the preset's (default 16: fast on a CPU)")
-    tr.add_argument("--augment", choices=["none", "flip", "elastic"], help="none = random "
-                    "crops only; flip = + the 8 flips/rotations (default); elastic = + "
-                    "elastic deformation and intensity changes")
-    tr.add_argument("--loss", choices=["ce", "dice_ce", "weighted"], help="ce = "
-                    "cross-entropy; dice_ce = Dice + cross-entropy, for small objects; "
-                    "weighted = the U-Net paper's weight map, heaviest between two objects "
-                    "(needs --regions) (default: weighted with --regions, else ce)")
-    tr.add_argument("--regions", type=int, metavar="VALUE", help="the mask value whose "
-                    "connected regions are the objects (255 for the ISBI labels' cells): "
-                    "the threshold is then chosen by the lowest Rand error on the "
-                    "validation part, not the pixel error, and predict cuts touching "
-                    "regions apart at weak spots")
-    tr.add_argument("--val-fraction", type=float, metavar="F", help="held out to choose the "
-                    "threshold: that share of the images (with 4 or more), else of every "
-                    "image's rows; 0 = none (default: 0.1)")
-    tr.add_argument("--seed", type=int, help="seeds the split, the weights and the crops "
-                    "(default: 0)")
-    tr.add_argument("--crop", type=int, metavar="PX", help="side of the training crops "
-                    "(default: 192)")
-    tr.add_argument("--batch-size", type=int, metavar="B", help="crops per step (default: 4)")
-    tr.add_argument("--lr", type=float, help="AdamW's peak learning rate, decayed by a "
-                    "cosine over the budget (default: 0.001)")
-    tr.add_argument("--resume", action="store_true", help="continue the training in --out "
-                    "for the time (or steps) that remain")
-    tr.add_argument("--force", action="store_true", help="overwrite --out, starting over")
-    tr.add_argument("--checkpoint-minutes", type=float, default=2.0, metavar="M",
-                    help="write --out this often while training (default: %(default)s)")
-    tr.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: $UNET_TEACH_DEVICE, "
-                    "else CUDA when present)")
-    tr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="auto = bf16 autocast where the hardware computes bf16 natively "
-                    "(recent NVIDIA GPUs; CPUs with AMX, about twice as fast there), else "
-                    "fp32 (default: auto)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    tr.set_defaults(func=cmd_train)
-
-    pr = sub.add_parser("predict", help="segment images with a trained model file",
-                        description="Write OUT/<name>.png (in the training masks' values) and "
-                        "OUT/<name>_prob.tif (float32 probabilities: of the larger mask value "
-                        "for 2 classes, all K maps for more) for every input image.")
-    pr.add_argument("model", metavar="MODEL.pt", help="a model file from `unet-teach train`")
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    pr.add_argument("--out", required=True, metavar="DIR", help="folder for the predictions")
-    pr.add_argument("--tta", action="store_true", help="average over the 8 flips and "
-                    "rotations (8 times slower, a little better)")
-    pr.add_argument("--no-split", action="store_true", help="a model trained with "
-                    "--regions: do not cut touching regions apart at weak spots (the plain "
-                    "threshold)")
-    pr.add_argument("--threshold", type=float, metavar="T", help="2 classes: the larger value "
-                    "where its probability > T (default: the model's, chosen on its "
-                    "validation images)")
-    pr.add_argument("--force", action="store_true", help="overwrite existing predictions")
-    pr.add_argument("--device", help="cpu, cuda, ... (default: as for train)")
-    pr.add_argument("--quiet", action="store_true", help="no progress bar")
-    pr.set_defaults(func=cmd_predict)
-
-    ev = sub.add_parser("evaluate", help="score predicted masks against true ones",
-                        description="Pixel error, and Dice and IoU of the non-background "
-                        "values (background = the smallest value), per image and mean; with "
-                        "--regions also Rand error and VI split/merge.")
-    ev.add_argument("pred", metavar="PRED", help="folder of predicted masks (*_prob.tif are "
-                    "skipped)")
-    ev.add_argument("truth", metavar="TRUTH", help="folder of true masks, paired by name")
-    ev.add_argument("--regions", type=int, metavar="VALUE", help="the mask value whose "
-                    "connected components are the objects (255 for the ISBI labels' cells)")
-    ev.add_argument("--csv", metavar="FILE", help="write the table as CSV")
-    ev.add_argument("--report", metavar="DIR", help="write DIR/report.html: the table and, "
-                    "per image, overlays and an error map")
-    ev.add_argument("--images", metavar="DIR", help="the images, for the report's overlays")
-    ev.add_argument("--force", action="store_true", help="overwrite --csv and the report")
-    ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.set_defaults(func=cmd_evaluate)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unet-teach", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> register(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["release", "--check"]).check
+        True
+    """
     info = sub.add_parser("info", help="versions, device, profile and data status")
     info.set_defaults(func=cmd_info)
 
@@ -453,15 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     gm.add_argument("--roster-key", metavar="COLUMN", help="as for grade: the roster column "
                     "that holds the names of the submission folders")
     gm.set_defaults(func=cmd_grade_merge)
-    _add_app_commands(sub)
-    from ..bench import register as register_bench
-    register_bench(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """The whole ``unet-teach`` command (:func:`unet_teach.cli.main`), under its old name."""
+    from ..cli import main as command
+
+    return command(argv)
 
 
 if __name__ == "__main__":
