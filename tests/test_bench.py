@@ -1,5 +1,6 @@
-"""The speed ladder (unet_teach.bench and ``unet-teach bench``) on a CPU, in a tiny
-configuration: 64 x 64 crops, batch 2, base width 4, 2 timed steps (a few seconds).
+"""The speed ladder (unet_teach.bench and ``unet-teach bench``) and its timing helpers
+(unet_teach.timing) on a CPU, in a tiny configuration: 64 x 64 crops, batch 2, base width
+4, 2 timed steps (a few seconds).
 
 On a CPU only the fp32 rung and fp32 inference are timed; every rung that needs CUDA must
 be present and say why it was skipped. The FLOP count is checked against a hand count of
@@ -16,7 +17,7 @@ from datetime import datetime
 import pytest
 import torch
 
-from unet_teach import bench
+from unet_teach import bench, timing
 from unet_teach.cost import count_macs
 from unet_teach.course.cli import main
 from unet_teach.models import UNet
@@ -136,8 +137,8 @@ def test_old_gpus_skip_tf32_and_bf16(monkeypatch):
 
 def test_warmup_steps_are_not_timed():
     calls = []
-    t = bench.time_steps(lambda: calls.append("step"), torch.device("cpu"), steps=3, warmup=2,
-                         before_timing=lambda: calls.append("reset"))
+    t = timing.time_steps(lambda: calls.append("step"), torch.device("cpu"), steps=3, warmup=2,
+                          before_timing=lambda: calls.append("reset"))
     assert calls == ["step", "step", "reset", "step", "step", "step"]
     assert len(t["times"]) == 3 and t["best_s"] <= t["median_s"]
 
@@ -251,8 +252,8 @@ def test_checkpointing_keeps_less_and_the_meta_device_counts_the_same():
 
 def test_interleaved_timing_takes_turns():
     calls = []
-    t = bench.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                               torch.device("cpu"), repeats=3, warmup=2)
+    t = timing.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                                torch.device("cpu"), repeats=3, warmup=2)
     assert calls == ["a", "b"] * 5
     assert list(t) == ["a", "b"] and all(len(v) == 3 and min(v) >= 0 for v in t.values())
 
@@ -273,6 +274,14 @@ def test_newest_results_goes_by_the_recorded_date(tmp_path):
     (tmp_path / "notes.json").write_text('{"date": "2030-01-01"}')     # not a bench file
     path, data = bench.newest_results(tmp_path)
     assert path.name == "bench-z-2026-01-01.json" and data["n"] == "newer"
+
+
+def test_results_that_cannot_be_written_leave_the_old_file_whole(tmp_path):
+    out = bench.write_json(tmp_path / "bench.json", {"best": "fp32"})
+    with pytest.raises(TypeError):                    # a value JSON cannot hold
+        bench.write_json(out, {"best": object()})
+    assert json.loads(out.read_text()) == {"best": "fp32"}
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
 
 
 def test_the_committed_results_file_is_readable():

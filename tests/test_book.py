@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_teach import plot
+from unet_teach.page import FIGURE_LOG, MIN_TEXT_PX, rendered_text_px
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -36,7 +36,7 @@ def build():
     env["UNET_TEACH_BOOK_BUILD"] = "1"      # glue pastes into the text instead of printing
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.unlink(missing_ok=True)
-    env[plot.FIGURE_LOG] = str(FIGURES)     # every figure the chapters save is recorded
+    env[FIGURE_LOG] = str(FIGURES)     # every figure the chapters save is recorded
     # every kernel records its CPU time when it exits (tests/kernel_clock.py, an IPython
     # start-up file in a throw-away IPython folder)
     startup = KERNELS.parent / "ipython" / "profile_default" / "startup"
@@ -169,7 +169,7 @@ def test_result_tables_render_as_tables(build):
 
 
 def test_every_figure_is_legible_in_the_column(build):
-    """No text in any chapter's figure renders below plot.MIN_TEXT_PX once the page shrinks
+    """No text in any chapter's figure renders below MIN_TEXT_PX once the page shrinks
     the PNG to the text column: the build recorded each figure's width and smallest font."""
     records = [json.loads(line) for line in FIGURES.read_text().splitlines()]
     assert len(records) > 50, f"only {len(records)} figures recorded: is the hook installed?"
@@ -177,8 +177,8 @@ def test_every_figure_is_legible_in_the_column(build):
     for r in records:
         if r["min_font_pt"] is None:
             continue
-        px = plot.rendered_text_px(r["min_font_pt"], r["dpi"], r["png_width"])
-        if px < plot.MIN_TEXT_PX:
+        px = rendered_text_px(r["min_font_pt"], r["dpi"], r["png_width"])
+        if px < MIN_TEXT_PX:
             small.append(f"{px:.1f} px: {r['min_font_pt']} pt {r['min_font_text']!r} in a "
                          f"{r['png_width']} px figure drawn by: {r['cell'][:80]!r}")
     assert not small, "text too small to read on the page:\n" + "\n".join(small)

@@ -615,3 +615,46 @@ def test_match_instances_hand_cases():
     assert label_instances(np.array([[1, 0], [0, 1]])).max() == 2
     with pytest.raises(ValueError, match="same shape"):
         match_instances(truth, truth[:, :4])
+
+
+def _brute_merges(pred, target):
+    """By boolean masks: each predicted object and the true objects with more than half of
+    their pixels in it, kept where there are two or more."""
+    out = {}
+    for a in (i for i in np.unique(pred) if i):
+        inside = [int(b) for b in np.unique(target) if b
+                  and 2 * np.sum((pred == a) & (target == b)) > np.sum(target == b)]
+        if len(inside) >= 2:
+            out[int(a)] = inside
+    return out
+
+
+def test_merges_against_brute_force_both_ways():
+    from unet_teach.data import separate_touching, synthetic_nuclei
+    from unet_teach.metrics import label_instances, merges
+    _, masks, instances = synthetic_nuclei(4, 64, seed=2)
+    rng = np.random.default_rng(1)
+    seen = 0
+    for i in range(4):
+        truth = separate_touching(instances[i])
+        for fg in (masks[i], (truth > 0) ^ (rng.random(truth.shape) < 0.05)):
+            pred = label_instances(fg)
+            assert merges(pred, truth) == _brute_merges(pred, truth)      # merges
+            assert merges(truth, pred) == _brute_merges(truth, pred)      # splits
+            seen += len(merges(pred, truth))
+    assert seen > 0                                 # the glued masks do merge nuclei
+
+
+def test_merges_hand_cases_and_the_half_rule():
+    from unet_teach.metrics import merges
+    truth = np.array([[1, 1, 1, 1, 0, 2, 2, 2, 2]])
+    # the predicted object holds 3 of 1's 4 pixels and 2 of 2's 4: exactly half is not
+    # "mostly inside", so nothing merged
+    assert merges(np.array([[0, 5, 5, 5, 5, 5, 5, 0, 0]]), truth) == {}
+    # one more pixel of 2 and it is
+    assert merges(np.array([[0, 5, 5, 5, 5, 5, 5, 5, 0]]), truth) == {5: [1, 2]}
+    # the split of a cell into two pieces, each mostly inside it
+    assert merges(truth, np.array([[3, 3, 0, 4, 0, 6, 6, 6, 6]])) == {1: [3, 4]}
+    assert merges(truth, truth) == {} and merges(np.zeros_like(truth), truth) == {}
+    with pytest.raises(ValueError, match="image by image"):
+        merges(np.stack([truth, truth]), np.stack([truth, truth]))

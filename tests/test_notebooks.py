@@ -76,7 +76,7 @@ def test_prose_is_written_not_generated(path):
 @pytest.mark.kernel
 def test_a_chapter_run_outside_the_book_shows_every_number_its_text_quotes(monkeypatch):
     # Opened in Jupyter or Colab, the text's {glue:text}`name` roles stay raw: each value
-    # must appear in a cell's output (plot.glue prints `name = value` outside the build).
+    # must appear in a cell's output (page.glue prints `name = value` outside the build).
     # Chapter 3 is the shortest chapter that quotes measured values.
     import re
 

@@ -1,4 +1,5 @@
-"""Overlays, panels, grids and training curves (drawn with the Agg backend)."""
+"""Overlays, panels, grids and training curves (unet_teach.plot), the book's diagrams
+(unet_teach.diagrams) and its page plumbing (unet_teach.page), drawn with the Agg backend."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_teach import plot
+from unet_teach import page
 from unet_teach.plot import (CLASS_COLORS, class_cmap, overlay, plot_history, show_grid,
                              show_panels)
 
@@ -149,7 +150,7 @@ def _texts(ax):
 def test_draw_roadmap_boxes_arrows_and_styles():
     from matplotlib.patches import FancyBboxPatch
     from matplotlib.text import Annotation
-    from unet_teach.plot import draw_roadmap
+    from unet_teach.diagrams import draw_roadmap
 
     chapters = [(1, "pixels", "written"), (2, "patches", "written"), (3, "U-Net", "written"),
                 (4, "speed", "planned")]
@@ -169,7 +170,7 @@ def test_draw_roadmap_boxes_arrows_and_styles():
 
 
 def test_draw_pixel_classification_draws_softmax_and_argmax_of_the_scores():
-    from unet_teach.plot import draw_pixel_classification
+    from unet_teach.diagrams import draw_pixel_classification
 
     rng = np.random.default_rng(0)
     image = rng.random((6, 7))
@@ -192,7 +193,7 @@ def test_draw_pixel_classification_draws_softmax_and_argmax_of_the_scores():
 
 
 def test_draw_confusion_pixels_counts_a_hand_worked_case():
-    from unet_teach.plot import draw_confusion_pixels
+    from unet_teach.diagrams import draw_confusion_pixels
 
     pred = np.array([[1, 1, 0], [0, 0, 0]])
     truth = np.array([[1, 0, 1], [1, 0, 0]])             # TP 1, FP 1, FN 2, TN 2
@@ -209,7 +210,7 @@ def test_draw_confusion_pixels_counts_a_hand_worked_case():
 
 
 def test_draw_sliding_window_shows_the_mirrored_patch():
-    from unet_teach.plot import draw_sliding_window
+    from unet_teach.diagrams import draw_sliding_window
     from unet_teach.patches import patch_preset
 
     image = np.random.default_rng(4).random((20, 24))
@@ -226,7 +227,7 @@ def test_draw_sliding_window_shows_the_mirrored_patch():
 
 
 def test_draw_patch_classifier_labels_n4_map_sizes():
-    from unet_teach.plot import draw_patch_classifier
+    from unet_teach.diagrams import draw_patch_classifier
     from unet_teach.patches import patch_preset
 
     ax = draw_patch_classifier(patch_preset("n4"))
@@ -244,7 +245,7 @@ def test_draw_patch_classifier_labels_n4_map_sizes():
 
 def test_draw_receptive_field_bars_match_a_hand_worked_n4():
     from matplotlib.patches import Rectangle
-    from unet_teach.plot import draw_receptive_field
+    from unet_teach.diagrams import draw_receptive_field
     from unet_teach.patches import patch_preset
 
     ax = draw_receptive_field(patch_preset("n4").features)
@@ -259,7 +260,7 @@ def test_draw_receptive_field_bars_match_a_hand_worked_n4():
 
 
 def test_draw_fc_as_conv_output_size():
-    from unet_teach.plot import draw_fc_as_conv
+    from unet_teach.diagrams import draw_fc_as_conv
 
     ax = draw_fc_as_conv(32, 6, 96, larger=10)
     texts = "\n".join(_texts(ax))
@@ -275,7 +276,7 @@ def test_draw_unet_shows_the_sizes_the_model_computes():
     matplotlib.use("Agg")
     from matplotlib.patches import FancyArrowPatch
     from unet_teach.models import UNet, preset
-    from unet_teach.plot import draw_unet
+    from unet_teach.diagrams import draw_unet
 
     ax = draw_unet(preset("paper"), 572)
     texts = {t.get_text() for t in ax.texts}
@@ -303,7 +304,8 @@ def test_draw_unet_no_arrow_crosses_a_label():
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch
     from unet_teach.models import UNet, preset
-    from unet_teach.plot import FIGURE_WIDTH, draw_unet
+    from unet_teach.diagrams import draw_unet
+    from unet_teach.page import FIGURE_WIDTH
 
     for net, size, height in [(preset("paper"), 572, 5.8),
                               (UNet(1, 2, depth=3, base_width=8), 48, 4.6)]:
@@ -327,7 +329,7 @@ def test_draw_unet_follows_a_trained_batch_norm_net_without_changing_it():
     import torch
     matplotlib.use("Agg")
     from unet_teach.models import UNet
-    from unet_teach.plot import draw_unet
+    from unet_teach.diagrams import draw_unet
 
     net = UNet(1, 2, depth=3, base_width=4, padding="same", norm="batch")
     net(torch.rand(2, 1, 32, 32))                           # running stats move off 0/1
@@ -344,7 +346,7 @@ def test_glue_without_the_book_build_stack(monkeypatch, capsys):
     # myst-nb installed but its glue's own imports (docutils) missing, as on the GPU check's
     # machine: the value comes back instead of the chapter failing
     import sys
-    from unet_teach.plot import glue
+    from unet_teach.page import glue
     monkeypatch.setitem(sys.modules, "myst_nb.ext.glue", None)
     monkeypatch.delenv("UNET_TEACH_BOOK_BUILD", raising=False)
     assert glue("x", np.float32(0.5), display=True) is None
@@ -352,7 +354,7 @@ def test_glue_without_the_book_build_stack(monkeypatch, capsys):
 
 
 def test_glue_prints_only_outside_the_book_build(monkeypatch, capsys):
-    from unet_teach.plot import glue
+    from unet_teach.page import glue
     monkeypatch.delenv("UNET_TEACH_BOOK_BUILD", raising=False)
     glue("ratio", 2 / 3)
     glue("name", "NVIDIA H200")
@@ -367,15 +369,35 @@ def test_the_figure_hook_records_width_and_smallest_text(tmp_path):
     log = tmp_path / "figures.jsonl"
     code = (
         "import io, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
-        "from unet_teach import plot\n"
+        "from unet_teach import page\n"
         "fig, ax = plt.subplots(figsize=(15, 3), dpi=100)\n"
         "ax.set_title('big'); ax.text(0.5, 0.5, 'tiny', fontsize=7)\n"
         "fig.canvas.print_figure(io.BytesIO(), format='png', dpi=100)\n")
-    env = {**os.environ, plot.FIGURE_LOG: str(log)}
+    env = {**os.environ, page.FIGURE_LOG: str(log)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["png_width"] == 1500 and record["dpi"] == 100
     assert (record["min_font_pt"], record["min_font_text"]) == (7, "tiny")
     # 7 pt at 100 dpi is 9.7 px, shrunk by 676 / 1500: far below the 9 px the book needs
-    assert plot.rendered_text_px(7, 100, 1500) < plot.MIN_TEXT_PX
-    assert plot.rendered_text_px(10, 100, 960) >= plot.MIN_TEXT_PX
+    assert page.rendered_text_px(7, 100, 1500) < page.MIN_TEXT_PX
+    assert page.rendered_text_px(10, 100, 960) >= page.MIN_TEXT_PX
+
+
+def test_mean_sd_is_the_sample_mean_and_standard_deviation():
+    import statistics
+    runs = [0.912, 0.887, 0.905, 0.871, 0.899]
+    m, s = page.mean_sd(runs)
+    assert m == pytest.approx(statistics.mean(runs)) and s == pytest.approx(statistics.stdev(runs))
+    assert page.mean_sd(np.array(runs)) == (m, s) == page.mean_sd(torch.tensor(runs,
+                                                                               dtype=torch.float64))
+    assert np.isnan(page.mean_sd([0.5])[1])                # one run: no spread
+    with pytest.raises(ValueError, match="one number per run"):
+        page.mean_sd([])
+
+
+def test_mean_sd_text_prints_what_the_chapters_typed():
+    runs = np.array([0.912, 0.887, 0.905, 0.871, 0.899])
+    by_hand = f"{runs.mean():.3f} ± {runs.std(ddof=1):.3f}"       # as chapters wrote it
+    assert page.mean_sd_text(runs) == by_hand == "0.895 ± 0.016"
+    assert page.mean_sd_text(runs, 1) == "0.9 ± 0.0"
+    assert page.mean_sd_text([3.25]) == "3.250"             # one run: the value alone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 
 import numpy as np
 import pytest
@@ -84,6 +85,53 @@ def test_fit_is_deterministic_per_seed(membranes):
     other = fit(tiny_unet(seed=3), train, val, epochs=2, batch_size=4, seed=6, device="cpu",
                 progress=False)
     assert other["step_loss"] != runs[0]["step_loss"]     # another shuffle order
+
+
+def _draw_from_the_globals():
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def _seed_the_globals(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _NoisyData(torch.utils.data.Dataset):
+    """Membranes with noise drawn from numpy's and Python's global generators, as a user's
+    data set might do."""
+
+    def __init__(self, images, masks):
+        self.images, self.masks = images, masks
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        noise = 0.1 * np.random.rand(*self.images[i].shape) * random.random()
+        return (torch.from_numpy(self.images[i] + noise.astype(np.float32))[None],
+                torch.from_numpy(self.masks[i]).long())
+
+
+def test_fit_leaves_the_callers_random_generators_as_they_were(membranes):
+    _seed_the_globals(11)
+    expected = _draw_from_the_globals()             # what the caller draws next, no fit
+    net = tiny_unet(seed=5, dropout=0.3)            # (built first: that draws too)
+    _seed_the_globals(11)
+    fit(net, _NoisyData(*membranes[0]), epochs=1, seed=3, device="cpu", progress=False)
+    assert _draw_from_the_globals() == expected
+
+
+def test_fit_repeats_dropout_and_the_datas_draws_whatever_the_callers_state(membranes):
+    # dropout and the data set draw from the global generators: fit seeds them itself
+    nets = []
+    for caller in (0, 1):
+        net = tiny_unet(seed=5, dropout=0.3)
+        _seed_the_globals(caller)
+        fit(net, _NoisyData(*membranes[0]), epochs=1, seed=2, device="cpu", progress=False)
+        nets.append(net)
+    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(a, b), k
 
 
 def test_fit_seed_makes_model_weights_identical(membranes):
@@ -310,8 +358,7 @@ def test_checkpoint_round_trip(membranes, tmp_path):
     net = tiny_unet(seed=7)
     path = tmp_path / "ckpt" / "net.pt"
     h = fit(net, membranes[0], epochs=2, device="cpu", checkpoint=path, progress=False)
-    assert path.is_file()
-    assert not path.with_suffix(".pt.tmp").exists()
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]     # no temporary file
     # the file loads with torch's safe loader, no code run
     state = torch.load(path, weights_only=True)
     assert set(state) == {"model", "extra", "optimizer"}
@@ -329,6 +376,20 @@ def test_checkpoint_round_trip(membranes, tmp_path):
     assert len(opt.state) == len(list(fresh.parameters()))
     first = next(iter(opt.state.values()))
     assert float(first["step"]) == 8
+
+
+def test_a_save_cut_short_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "net.pt", tiny_unet(seed=1), epoch=1)
+
+    def interrupted(state, f):
+        open(f, "wb").write(b"half a checkpoint")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, tiny_unet(seed=2), epoch=2)
+    monkeypatch.undo()
+    assert load_checkpoint(path, tiny_unet(seed=3)) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pt"]
 
 
 def test_save_checkpoint_extra_and_no_optimizer(tmp_path):

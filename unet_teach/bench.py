@@ -8,7 +8,8 @@ the rung above it did and adds one thing:
 1. ``fp32``      - 32-bit floats everywhere, TF32 off: what the maths literally asks for.
 2. ``tf32``      - convolutions and matrix products on TF32 tensor cores (Ampere and newer:
    fp32 range, a 10-bit mantissa), by ``torch.backends.cuda.matmul.allow_tf32`` and
-   ``torch.backends.cudnn.allow_tf32`` (see :func:`backend_flags`); the weights stay fp32.
+   ``torch.backends.cudnn.allow_tf32`` (see :func:`unet_teach.timing.backend_flags`); the
+   weights stay fp32.
 3. ``bf16``      - ``torch.autocast(dtype=torch.bfloat16)``: the convolutions run in bf16
    (the fp32 exponent, so no loss scaling), the weights and the optimiser stay fp32.
 4. ``bf16+channels_last`` - the tensors laid out N x H x W x C, the layout tensor-core
@@ -30,7 +31,7 @@ How it is measured, and why:
   the allocator fills its cache; ``first_step_s`` keeps how long the first one took), then
   ``steps`` steps timed one by one, each between two ``torch.cuda.synchronize()`` calls
   (CUDA runs asynchronously: without them the clock measures the launches), and the median
-  is kept (robust to a stray slow step);
+  is kept (robust to a stray slow step) - :func:`unet_teach.timing.time_steps`;
 * ``cudnn.benchmark`` is on for every rung and the recipe alike;
 * images/s = batch / median step time;
 * training FLOPs = **6 x the forward MACs** of :func:`unet_teach.cost.count_macs` per image
@@ -53,9 +54,10 @@ writes as JSON.
 
 For chapter 11, which runs on a CPU: :func:`saved_activation_bytes` counts the bytes autograd
 keeps for the backward pass (on the CPU or the ``meta`` device, where the CUDA memory
-counters do not exist), :func:`time_interleaved` times several set-ups by turns (fair on a
-shared machine), :func:`unet_teach.profile.cpu_bf16_support` says what bf16 can gain on this CPU, and
-:func:`newest_results` reads the newest committed results file.
+counters do not exist), :func:`unet_teach.timing.time_interleaved` times several set-ups
+by turns (fair on a shared machine), :func:`unet_teach.profile.cpu_bf16_support` says what
+bf16 can gain on this CPU, and :func:`newest_results` reads the newest committed results
+file.
 """
 
 from __future__ import annotations
@@ -68,10 +70,7 @@ import platform
 import re
 import shutil
 import sys
-import statistics
-import tempfile
-import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,9 +81,11 @@ import torch
 import torch.nn.functional as F
 
 from .cost import count_macs
+from .files import write_atomic
 from .infer import predict_tiled, tile_layout
 from .models import UNet, output_size
 from .profile import default_device, pick_device
+from .timing import backend_flags, sync, time_steps
 
 SCHEMA = "unet-teach bench 1"
 #: The paper's U-Net with same padding; ``base_width`` is the one thing ``--width`` changes.
@@ -219,65 +220,6 @@ class Config:
 
     def model_args(self) -> dict:
         return {**PAPER, "base_width": self.width}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(step: Callable[[], None], device: torch.device, steps: int,
-               warmup: int, before_timing: Callable[[], None] | None = None) -> dict:
-    """Run ``warmup`` untimed calls of ``step``, then ``before_timing()`` (e.g. reset the
-    memory peak, so that cuDNN's trials in the warm-up do not count), then ``steps`` timed
-    calls; the median, the best and the first call's time (seconds).
-
-    Example:
-        >>> t = time_steps(lambda: None, torch.device("cpu"), steps=3, warmup=1)
-        >>> sorted(t), len(t["times"])
-        (['best_s', 'first_step_s', 'median_s', 'times'], 3)
-    """
-    first = None
-    for _ in range(warmup):
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        first = time.perf_counter() - started if first is None else first
-    if before_timing is not None:
-        before_timing()
-    times = []
-    for _ in range(max(1, steps)):
-        _sync(device)
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    return {"median_s": statistics.median(times), "best_s": min(times),
-            "first_step_s": first if first is not None else times[0], "times": times}
-
-
-@contextmanager
-def backend_flags(tf32: bool, benchmark: bool = True):
-    """Set the TF32 switches and ``cudnn.benchmark`` for a block; put back the old values.
-
-    The switches are ``torch.backends.cuda.matmul.allow_tf32`` and
-    ``torch.backends.cudnn.allow_tf32``, spelled ``fp32_precision = "tf32"`` (or
-    ``"ieee"``) since torch 2.9. The new spelling is used here: once anything in a process
-    has used it, reading the old one raises an error.
-
-    Example:
-        >>> with backend_flags(tf32=True):
-        ...     torch.backends.cudnn.conv.fp32_precision
-        'tf32'
-    """
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    saved = (matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark)
-    matmul.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
-    torch.backends.cudnn.benchmark = benchmark
-    try:
-        yield
-    finally:
-        matmul.fp32_precision, conv.fp32_precision, torch.backends.cudnn.benchmark = saved
 
 
 def training_step(rung: Rung, config: Config, device: torch.device, batch: int | None = None,
@@ -421,7 +363,7 @@ def measure_memory(config: Config, device: torch.device) -> dict:
                 with backend_flags(rung.tf32, benchmark=False):
                     step = training_step(rung, config, device, batch, size, checkpointing)
                     step()                                    # optimiser state exists now
-                    _sync(device)
+                    sync(device)
                     static = torch.cuda.memory_allocated(device)
                     torch.cuda.reset_peak_memory_stats(device)
                     t = time_steps(step, device, steps=2, warmup=0)
@@ -446,7 +388,7 @@ def measure_memory(config: Config, device: torch.device) -> dict:
 #
 # What the book's chapter 11 measures live on a CPU, where the CUDA counters above do not
 # exist: the bytes autograd keeps (counted, also on the meta device, so the paper's size
-# costs nothing to count), steps timed by turns, the CPU's bf16 units, the newest results.
+# costs nothing to count) and the newest results (steps timed by turns: unet_teach.timing).
 
 def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor,
                            y: torch.Tensor | None = None, amp: str | None = None) -> int:
@@ -509,42 +451,6 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor,
     return sum(kept.values())
 
 
-def time_interleaved(steps: dict[str, Callable[[], None]], device: torch.device,
-                     repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
-    """Time several ways of doing the same work by turns: ``warmup`` untimed rounds, then
-    ``repeats`` rounds in each of which every step runs once, timed on its own.
-
-    On a shared machine the load changes from one second to the next. Timed one after
-    the other, the first way could run while another program was idle and the second while
-    it was busy; timed by turns, every way meets the same changes, and the median of its
-    repeats drops the rounds a burst of load hit.
-
-    Returns:
-        ``{name: [seconds, ...]}``, ``repeats`` times per name.
-
-    Example:
-        >>> calls = []
-        >>> t = time_interleaved({"a": lambda: calls.append("a"),
-        ...                       "b": lambda: calls.append("b")},
-        ...                      torch.device("cpu"), repeats=2, warmup=1)
-        >>> calls, [len(v) for v in t.values()]
-        (['a', 'b', 'a', 'b', 'a', 'b'], [2, 2])
-    """
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(max(1, repeats)):
-        for name, step in steps.items():
-            _sync(device)
-            started = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
 def newest_results(folder) -> tuple[Path, dict]:
     """The newest ``bench-*.json`` in ``folder`` by the ``date`` it records (not by its
     name or file time, which a copy changes), and its contents.
@@ -603,20 +509,19 @@ def device_slug(name: str) -> str:
 
 
 def write_json(path, data: dict) -> Path:
-    """Write ``data`` as JSON atomically: a temporary file in the same folder, then a rename."""
+    """Write ``data`` as JSON (creating the folder), atomically: a run cut short leaves the
+    previous results whole (:func:`unet_teach.files.write_atomic`).
+
+    Example:
+        >>> import tempfile
+        >>> p = write_json(Path(tempfile.mkdtemp()) / "out" / "bench.json", {"best": None})
+        >>> json.loads(p.read_text()), p.read_text().endswith("\\n")
+        ({'best': None}, True)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(data, indent=1) + "\n"       # fails on bad data before any file exists
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def bench(size: int | None = None, batch: int | None = None, width: int | None = None,

@@ -686,6 +686,49 @@ def label_instances(foreground, min_size: int = 0) -> np.ndarray:
 _FOUR = ndimage.generate_binary_structure(2, 1)        # 4-connectivity, as for the regions
 
 
+def merges(pred, target) -> dict[int, list[int]]:
+    """The predicted objects that merged true ones, and which: ``{predicted id: [true ids]}``.
+
+    The book's one rule for a merge: a true object lies *inside* a predicted object when
+    more than half of its pixels do, and a predicted object with two or more true objects
+    inside it has **merged** them. More than half, so that a true object lies inside one
+    predicted object at most, and a boundary drawn a few pixels off merges nothing.
+
+    Swap the arguments for the **splits**: ``merges(target, pred)`` lists, for every true
+    object, the predicted objects that lie mostly inside it - the pieces it was cut into.
+
+    Args:
+        pred, target: ``H x W`` instance maps, 0 = background (or membrane) and one id per
+            object, e.g. from :func:`label_instances`, or the cells of a membrane map
+            (``ndimage.label(labels == 0)[0]``).
+
+    Returns:
+        For every predicted object that merged, its id and the ids of the true objects
+        inside it (ascending); ``{}`` when nothing merged.
+
+    Example:
+        >>> truth = np.array([[1, 1, 0, 2, 2, 0, 3, 3]])
+        >>> pred = np.array([[7, 7, 7, 7, 7, 0, 8, 9]])   # the gap between 1 and 2 missed
+        >>> merges(pred, truth)
+        {7: [1, 2]}
+        >>> merges(truth, pred)                           # and 3 was cut into 8 and 9
+        {3: [8, 9]}
+    """
+    p, t = _as_labels(pred, "pred"), _as_labels(target, "target")
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"pred {p.shape} and target {t.shape} must be H x W instance maps of "
+                         "one shape; score a stack image by image")
+    both = (p > 0) & (t > 0)
+    pairs, overlap = np.unique(np.stack([p[both], t[both]]), axis=1, return_counts=True)
+    ids, sizes = np.unique(t[t > 0], return_counts=True)
+    size = dict(zip(ids.tolist(), sizes.tolist()))
+    inside: dict[int, list[int]] = {}
+    for (a, b), n in zip(pairs.T.tolist(), overlap.tolist()):
+        if 2 * n > size[b]:                       # most of true object b lies in a
+            inside.setdefault(a, []).append(b)
+    return {a: found for a, found in inside.items() if len(found) >= 2}
+
+
 def match_instances(pred, target, iou_threshold: float = 0.5) -> dict[str, float]:
     """Instance-level scores: match predicted to true objects one-to-one at IoU >= threshold.
 
@@ -697,9 +740,9 @@ def match_instances(pred, target, iou_threshold: float = 0.5) -> dict[str, float
     Returns counts summed over the images and the scores from them:
     ``tp`` (matched pairs), ``fp`` (predicted objects left unmatched), ``fn`` (true objects
     left unmatched), ``precision`` = tp / (tp + fp), ``recall`` = tp / (tp + fn), ``f1``,
-    and ``merged``: pairs of true objects that one predicted object swallowed, i.e. for each
-    predicted object, the number of pairs among the true objects that have more than half of
-    their pixels inside it (a predicted blob covering three touching cells counts 3).
+    and ``merged``: pairs of true objects that one predicted object swallowed - for each
+    predicted object, the pairs among the true objects that lie mostly inside it (the rule
+    of :func:`merges`; a predicted blob holding three touching cells counts 3 pairs).
 
     Example:
         >>> truth = np.array([[1, 1, 0, 2, 2]])
@@ -732,12 +775,8 @@ def match_instances(pred, target, iou_threshold: float = 0.5) -> dict[str, float
         tp += len(used_p)
         fp += len(p_ids) - len(used_p)
         fn += len(t_ids) - len(used_t)
-        # merges: per predicted object, the true objects that lie mostly inside it
-        inside: dict[int, int] = {}
-        for (a, b), n in zip(pairs.T, overlap):
-            if 2 * n > tsize[b]:
-                inside[a] = inside.get(a, 0) + 1
-        merged += sum(k * (k - 1) // 2 for k in inside.values())
+        merged += sum(len(inside) * (len(inside) - 1) // 2
+                      for inside in merges(pi, ti).values())
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from .data import check_stack
+from .files import write_atomic
 from .losses import default_loss, to_labels
 from .metrics import dice, pixel_accuracy
 from .models import center_crop
@@ -32,7 +33,9 @@ from .profile import default_device
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, numpy and torch; return a torch generator for data shuffling.
+    """Seed Python, numpy and torch for the rest of the process (a command that trains, then
+    exits); return a torch generator for data shuffling. :func:`fit` seeds inside
+    :func:`seeded` instead, which puts the generators back.
 
     Example:
         >>> a = torch.rand(1, generator=seed_everything(0))
@@ -44,6 +47,50 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int, device: str | torch.device = "cpu"):
+    """Seed Python's ``random``, numpy's global generator and torch's (the CPU's and
+    ``device``'s) for the block, then put back the states they had before it.
+
+    What the block draws is the same on every run; what is drawn after it is what would
+    have been drawn had the block not run. :func:`fit` trains inside one, so that dropout
+    repeats from run to run while the caller's own random numbers stay as they were.
+
+    Example:
+        >>> _ = torch.manual_seed(1)
+        >>> with seeded(0):
+        ...     inside = torch.rand(1)
+        >>> after = torch.rand(1)
+        >>> _ = torch.manual_seed(1)
+        >>> bool(after == torch.rand(1))         # as if the block had not run
+        True
+        >>> with seeded(0):
+        ...     bool(inside == torch.rand(1))    # and the block repeats
+        True
+    """
+    device = torch.device(device)
+    accelerator = [] if device.type == "cpu" else [
+        device.index if device.index is not None
+        else torch.cuda.current_device() if device.type == "cuda" else 0]
+    python, numpy = random.getstate(), np.random.get_state()
+    # Only the generators in use are seeded (torch.manual_seed would also seed every GPU,
+    # and queue the seed for a CUDA that is not started yet, beyond fork_rng's reach).
+    with torch.random.fork_rng(devices=accelerator,
+                               device_type=device.type if accelerator else None):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.default_generators[accelerator[0]].manual_seed(seed)
+        elif accelerator:                           # e.g. mps: one device
+            torch.get_device_module(device.type).manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
 
 
 def _tensor(x) -> torch.Tensor:
@@ -186,7 +233,13 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
             :func:`unet_teach.losses.default_loss` (cross-entropy, weighted if weights come).
         device: default CUDA when present (see :func:`unet_teach.profile.default_device`).
         amp: mixed precision on CUDA (ignored on the CPU).
-        seed: seeds the initial shuffle and every random number torch draws.
+        seed: seeds the order of the batches (a generator of fit's own) and, while fit
+            trains, Python's ``random``, numpy's global generator and torch's (the CPU's
+            and ``device``'s): dropout, and a data set that draws from them, repeat from
+            run to run. Their states are put back when fit returns (see :func:`seeded`), so
+            the caller's random numbers go on as if fit had not run. Not seeded: the
+            model's initial weights, drawn when it was built - call
+            ``torch.manual_seed(seed)`` before building it.
         checkpoint: if given, the model and optimiser are saved there after every epoch.
         progress: show a tqdm progress bar.
         schedule: ``None`` keeps the learning rate constant; ``"onecycle"`` raises it from
@@ -208,7 +261,7 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
         2
     """
     device = torch.device(device) if device is not None else default_device()
-    generator = seed_everything(seed)
+    generator = torch.Generator().manual_seed(seed)         # the order of the batches
     model.to(device)
     dataset = as_dataset(train)
     if len(dataset) == 0:
@@ -227,50 +280,54 @@ def fit(model: nn.Module, train, val=None, *, epochs: int = 1, max_steps: int | 
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak, total_steps=total_steps)
     bar = tqdm(total=total_steps, disable=not progress, desc="training", unit="step")
     step, start = 0, time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        if hasattr(dataset, "set_epoch"):      # e.g. AugmentedDataset: new draws each epoch
-            dataset.set_epoch(epoch)
-        running, seen = 0.0, 0
-        for batch in loader:
-            x, y, w = _unpack(batch, device)                     # w: N x H x W or None
-            with autocast:
-                out = model(x)                                   # N x K x H' x W'
-            y, w = _crop_like(out, y, w)                         # valid padding: crop targets
-            if step == 0:
-                check_targets(out, y)
-            loss = _loss(loss_fn, out.float(), y, w)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            running += loss.item() * len(x)
-            seen += len(x)
-            history["step_loss"].append(loss.item())
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+    # Dropout, and a data set that draws from np.random or random, use the global
+    # generators: seeded here, so that a run repeats, and put back when training ends,
+    # so that fit leaves the caller's random numbers as it found them.
+    with seeded(seed, device):
+        for epoch in range(1, epochs + 1):
+            model.train()
+            if hasattr(dataset, "set_epoch"):      # e.g. AugmentedDataset: new draws each epoch
+                dataset.set_epoch(epoch)
+            running, seen = 0.0, 0
+            for batch in loader:
+                x, y, w = _unpack(batch, device)                     # w: N x H x W or None
+                with autocast:
+                    out = model(x)                                   # N x K x H' x W'
+                y, w = _crop_like(out, y, w)                         # valid padding: crop targets
+                if step == 0:
+                    check_targets(out, y)
+                loss = _loss(loss_fn, out.float(), y, w)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                step += 1
+                running += loss.item() * len(x)
+                seen += len(x)
+                history["step_loss"].append(loss.item())
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+                if step >= total_steps:
+                    break
+            history["epoch"].append(epoch)
+            history["step"].append(step)
+            history["train_loss"].append(running / max(seen, 1))
+            if val is not None:
+                scores = evaluate(model, val, loss_fn, batch_size, device)
+                history["val_loss"].append(scores["loss"])
+                history["val_accuracy"].append(scores["accuracy"])
+                history["val_dice"].append(scores["dice"])
+            history["seconds"].append(time.perf_counter() - start)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, epoch=epoch, step=step)
             if step >= total_steps:
                 break
-        history["epoch"].append(epoch)
-        history["step"].append(step)
-        history["train_loss"].append(running / max(seen, 1))
-        if val is not None:
-            scores = evaluate(model, val, loss_fn, batch_size, device)
-            history["val_loss"].append(scores["loss"])
-            history["val_accuracy"].append(scores["accuracy"])
-            history["val_dice"].append(scores["dice"])
-        history["seconds"].append(time.perf_counter() - start)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch=epoch, step=step)
-        if step >= total_steps:
-            break
     bar.close()
     return history
 
@@ -301,10 +358,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module,
     state = {"model": model.state_dict(), "extra": dict(extra)}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)          # never leave a half-written checkpoint behind
-    return path
+    # never leave a half-written checkpoint behind: a run killed while saving keeps the last
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module,

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage
+
+# The package's one atomic writer; report.py, modelfile.py and evaluate.py use it from here.
+from ..files import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
@@ -376,35 +376,6 @@ def check_outputs(paths, force: bool) -> None:
         if path.exists() and not force:
             raise InputError(f"{path}: exists; pass --force to overwrite it, or choose "
                              "another output")
-
-
-def write_atomic(path, write: Callable[[str], None]) -> Path:
-    """Call ``write(temporary path)``, then rename the temporary file to ``path``.
-
-    The temporary file lies in ``path``'s folder (a rename is atomic only within one file
-    system) and is removed if ``write`` fails: ``path`` is either the old file or the whole
-    new one, never a part.
-
-    Example:
-        >>> import tempfile
-        >>> p = Path(tempfile.mkdtemp()) / "x.txt"
-        >>> write_atomic(p, lambda tmp: Path(tmp).write_text("hi")).read_text()
-        'hi'
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp made it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_mask(path, labels: np.ndarray) -> Path:

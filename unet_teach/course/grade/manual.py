@@ -24,6 +24,8 @@ import io
 import os
 from pathlib import Path
 
+from ...files import write_atomic
+
 FIELDS = ["student", "exercise", "question", "max", "points", "comment"]
 
 
@@ -110,10 +112,11 @@ def write_template(report: list[dict], path: str | os.PathLike,
             waiting += points is None
             lines.append([row.get("student") or "", row["assignment"], gid, f"{q['max']:g}",
                           "" if points is None else f"{points:g}", comment])
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(FIELDS)
-        writer.writerows(lines)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(FIELDS)
+            writer.writerows(lines)
+
+    write_atomic(path, write)          # the instructor's points are never left half-written
     return waiting
