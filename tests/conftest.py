@@ -17,7 +17,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
@@ -84,3 +87,49 @@ def _close_figures():
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
         plt.close("all")
+
+
+# --------------------------------------------------------------------------- the book
+
+BOOK_FIGURES = REPO_ROOT / "_build" / "figures.jsonl"
+BOOK_KERNELS = REPO_ROOT / "_build" / "kernels.jsonl"
+
+
+@pytest.fixture(scope="session")
+def book_build():
+    """Build the book once a session, as `make book` does, executing every chapter, with two
+    records for the tests: every figure saved (``_build/figures.jsonl``) and every kernel's
+    CPU time (``_build/kernels.jsonl``). Returns the build's log; a failed build fails."""
+    from unet_teach.page import FIGURE_LOG
+
+    exe = Path(sys.executable).with_name("jupyter-book")
+    assert exe.exists(), f"jupyter-book not installed next to {sys.executable}"
+    # The kernels must use matplotlib's inline backend, or figures never reach the page:
+    # drop a non-interactive backend the test process may have chosen.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["UNET_TEACH_BOOK_BUILD"] = "1"      # glue pastes into the text instead of printing
+    BOOK_FIGURES.parent.mkdir(exist_ok=True)
+    BOOK_FIGURES.unlink(missing_ok=True)
+    env[FIGURE_LOG] = str(BOOK_FIGURES)     # every figure the chapters save is recorded
+    # every kernel records its CPU time when it exits (tests/kernel_clock.py, an IPython
+    # start-up file in a throw-away IPython folder)
+    startup = BOOK_KERNELS.parent / "ipython" / "profile_default" / "startup"
+    shutil.rmtree(BOOK_KERNELS.parent / "ipython", ignore_errors=True)
+    startup.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "tests" / "kernel_clock.py", startup / "00-kernel-clock.py")
+    BOOK_KERNELS.unlink(missing_ok=True)
+    env["IPYTHONDIR"] = str(BOOK_KERNELS.parent / "ipython")
+    env["UNET_TEACH_KERNEL_LOG"] = str(BOOK_KERNELS)
+    start = time.perf_counter()
+    # 12 chapters of at most 3 minutes each and the Sphinx build: a hung kernel (each cell
+    # has its own 10-minute limit in _config.yml) must not hold CI for hours
+    proc = subprocess.run([str(exe), "build", str(REPO_ROOT), "--all", "-W", "-n",
+                           "--keep-going"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=env, timeout=3600)
+    seconds = time.perf_counter() - start
+    print(f"\nbook build: {seconds:.0f} s")
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "IPKernelApp" not in line]
+    assert proc.returncode == 0, ("book build failed:\n" + "\n".join(warnings[:40])
+                                  + "\n--- last lines ---\n" + log[-4000:])
+    return log

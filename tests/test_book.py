@@ -6,17 +6,12 @@ same place `make book` does.
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from unet_teach.page import FIGURE_LOG, MIN_TEXT_PX, rendered_text_px
+from unet_teach.page import MIN_TEXT_PX, rendered_text_px
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -27,37 +22,9 @@ pytestmark = pytest.mark.book
 
 
 @pytest.fixture(scope="module")
-def build():
-    exe = Path(sys.executable).with_name("jupyter-book")
-    assert exe.exists(), f"jupyter-book not installed next to {sys.executable}"
-    # The kernels must use matplotlib's inline backend, or figures never reach the page:
-    # drop a non-interactive backend the test process may have chosen.
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    env["UNET_TEACH_BOOK_BUILD"] = "1"      # glue pastes into the text instead of printing
-    FIGURES.parent.mkdir(exist_ok=True)
-    FIGURES.unlink(missing_ok=True)
-    env[FIGURE_LOG] = str(FIGURES)     # every figure the chapters save is recorded
-    # every kernel records its CPU time when it exits (tests/kernel_clock.py, an IPython
-    # start-up file in a throw-away IPython folder)
-    startup = KERNELS.parent / "ipython" / "profile_default" / "startup"
-    shutil.rmtree(KERNELS.parent / "ipython", ignore_errors=True)
-    startup.mkdir(parents=True)
-    shutil.copy(ROOT / "tests" / "kernel_clock.py", startup / "00-kernel-clock.py")
-    KERNELS.unlink(missing_ok=True)
-    env["IPYTHONDIR"] = str(KERNELS.parent / "ipython")
-    env["UNET_TEACH_KERNEL_LOG"] = str(KERNELS)
-    start = time.perf_counter()
-    # 12 chapters of at most 3 minutes each and the Sphinx build: a hung kernel (each cell
-    # has its own 10-minute limit in _config.yml) must not hold CI for hours
-    proc = subprocess.run([str(exe), "build", str(ROOT), "--all", "-W", "-n", "--keep-going"],
-                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=3600)
-    seconds = time.perf_counter() - start
-    print(f"\nbook build: {seconds:.0f} s")
-    log = proc.stdout + proc.stderr
-    warnings = [line for line in log.splitlines() if "WARNING" in line and "IPKernelApp" not in line]
-    assert proc.returncode == 0, ("book build failed:\n" + "\n".join(warnings[:40])
-                                  + "\n--- last lines ---\n" + log[-4000:])
-    return log
+def build(book_build):
+    """The build log (the build itself runs once a session: tests/conftest.py)."""
+    return book_build
 
 
 def page(rel: str) -> str:

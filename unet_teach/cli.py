@@ -15,7 +15,7 @@ them together (``unet-teach <subcommand> --help`` lists the options)::
     unet-teach bench      time a U-Net training step rung by rung, inference and memory
                           (unet_teach.bench)
 
-``python -m unet_teach`` (:mod:`unet_teach.__main__`) and the installed ``unet-teach``
+``python -m unet_teach`` (``unet_teach/__main__.py``) and the installed ``unet-teach``
 both run :func:`main`.
 """
 

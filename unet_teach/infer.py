@@ -288,7 +288,7 @@ def split_regions(prob, threshold: float, seed_level: float) -> np.ndarray:
 
 #: Tile side for images larger than this (same-padding nets), and the overlap of tiles.
 TILE, OVERLAP = 512, 64
-#: The input tile for valid-padding nets (the paper's): 572 -> 388 output pixels.
+#: The input tile for valid-padding nets, the paper's 572 px (388 output pixels).
 VALID_TILE = 572
 
 

@@ -33,8 +33,8 @@ SPLIT_LEVEL = 0.5
 #: kept the held-out errors closest to the benchmark's goals.
 PIXEL_SLACK = 1.02
 
-#: The thresholds tried, every 0.01: with a weighted loss the useful ones can lie below
-#: 0.2, where one step of 0.02 would move the pixel error by more than ``PIXEL_SLACK``.
+#: The thresholds tried, every 0.01, because with a weighted loss the useful ones can lie
+#: below 0.2, where one step of 0.02 would move the pixel error by more than ``PIXEL_SLACK``.
 THRESHOLDS = np.round(np.arange(0.01, 0.99, 0.01), 2)
 
 

@@ -28,8 +28,9 @@ import torch.distributed as dist
 
 from .images import InputError
 
-#: The test hook of a data-parallel run: when this names a folder, every rank writes
-#: ``rank<R>.json`` there at the end (hashes of its weights and of its first batch).
+#: The environment variable of the test hook of a data-parallel run; when it names a
+#: folder, every rank writes ``rank<R>.json`` there at the end (hashes of its weights and
+#: of its first batch).
 DEBUG_DIR_ENV = "UNET_TEACH_DDP_DEBUG_DIR"
 
 

@@ -38,7 +38,8 @@ from .images import (COLOR_NOTES, IMAGE_SUFFIXES, PROB_SUFFIX, InputError, check
 from .modelfile import load_model
 
 def pick_device(name: str | None) -> torch.device:
-    """:func:`unet_teach.profile.pick_device`, its error an :class:`InputError` (one line,
+    """:func:`unet_teach.profile.pick_device`, its error an
+    :class:`~unet_teach.app.images.InputError` (one line,
     exit status 2)."""
     try:
         return profile.pick_device(name)

@@ -16,7 +16,7 @@ Two kinds:
 
 This module imports no torch: the choices that live in torch-importing modules (the
 presets, the augmentations, the losses) are read only when a value is checked or the help
-is shown (:class:`LazyChoices`), so building the ``unet-teach`` parser stays cheap.
+is shown (``LazyChoices``), so building the ``unet-teach`` parser stays cheap.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ BOUNDS = {"at_least": ("at least", operator.ge), "more_than": ("more than", oper
 
 
 def check(*options) -> None:
-    """Raise an :class:`InputError` for a value out of its field's choices or bounds.
+    """Raise an :class:`~unet_teach.app.images.InputError` for a value out of its field's choices or bounds.
 
     Example:
         >>> check(Settings(crop=0))

@@ -1,6 +1,6 @@
 """The course's subcommands of the ``unet-teach`` command (:mod:`unet_teach.cli`).
 
-:func:`register` adds them (``unet-teach <subcommand> --help`` lists the options)::
+``register`` adds them (``unet-teach <subcommand> --help`` lists the options)::
 
     unet-teach info       versions, device, run profile, data folder, ISBI files verified
     unet-teach release    write the student notebooks (exercises/source -> exercises/release);
