@@ -615,3 +615,27 @@ def test_release_cells_carry_nbgrader_checksums():
             meta = cell.metadata.get("nbgrader", {})
             if meta.get("grade") or meta.get("solution") or meta.get("locked"):
                 assert meta.get("checksum") == nbgrader_checksum(cell), (path.name, cell.id)
+
+
+@pytest.mark.kernel
+def test_a_source_notebook_must_run_clean_not_only_its_test_cells(tmp_path):
+    """The grader's run of the instructor's notebook is the exercises' execution check in
+    `make test` (what nbval did before): a cell that raises anywhere in the source stops
+    grading before any student is graded, naming the cell."""
+    from unet_teach.course.grade import grade
+
+    root = Path(__file__).resolve().parents[1] / "exercises"
+    name = "01_pixel_metrics"
+    source = tmp_path / "source"
+    source.mkdir()
+    nb = nbformat.read(root / "source" / f"{name}.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('a broken demo cell')"))
+    nbformat.write(nb, source / f"{name}.ipynb")
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / f"{name}.ipynb").write_bytes(
+        (root / "release" / f"{name}.ipynb").read_bytes())
+    with pytest.raises(ValueError, match=rf"cell {len(nb.cells) - 1} raises RuntimeError: "
+                                         "a broken demo cell"):
+        grade([tmp_path / "subs"], tmp_path / "out", source_dir=source, jobs=1,
+              cell_timeout=120, timeout=600, sandbox=SANDBOX)
+    assert not (tmp_path / "out" / "grades.csv").exists()

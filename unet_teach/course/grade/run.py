@@ -222,7 +222,12 @@ async def _run(nb, tests, workdir: str, cell_timeout: float, timeout: float, rep
     for cell in nb.cells:                        # a student's own cell may print records too
         if cell.cell_type == "code":
             _take_records(cell)
-    return {"replies": test_replies, "records": records, "stop": stop,
+    # every cell that raised, for the instructor's own run (nbval's check: a source notebook
+    # must run clean, not only its test cells)
+    raised = [[index, str(out.get("ename", "")), str(out.get("evalue", ""))[:200]]
+              for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
+              for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    return {"replies": test_replies, "records": records, "stop": stop, "raised": raised,
             "error": "; ".join(notes) or None,
             "seconds": round(time.monotonic() - start, 2), "nb": nb}
 

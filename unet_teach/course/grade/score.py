@@ -53,7 +53,20 @@ def _question(points: float | None, max_points: float, error: str | None = None,
 def expected_records(tests: list[tuple[int, str, float]], result: dict) -> dict[str, list]:
     """``{grade_id: records}`` of the instructor's run of the source notebook (``result`` as
     the worker returns it); a ``ValueError`` naming the first test cell that failed there (a
-    source notebook whose own answers fail cannot grade anyone)."""
+    source notebook whose own answers fail cannot grade anyone), or else the first cell of
+    any kind that raised or the reason the run stopped: a source runs clean, as nbval
+    would require of it.
+
+    Example:
+        >>> ok = {"status": "ok"}
+        >>> expected_records([(1, "q1", 2.0)], {"replies": {1: ok}, "records": {1: [3]}})
+        {'q1': [3]}
+        >>> expected_records([(1, "q1", 2.0)], {"replies": {1: ok}, "raised": [[0, "NameError",
+        ...                  "name 'x' is not defined"]]})
+        Traceback (most recent call last):
+        ...
+        ValueError: the source notebook's cell 0 raises NameError: name 'x' is not defined; fix the source before grading
+    """
     replies, records = result.get("replies", {}), result.get("records", {})
     for index, gid, _ in tests:
         content = replies.get(index)
@@ -62,6 +75,12 @@ def expected_records(tests: list[tuple[int, str, float]], result: dict) -> dict[
                 if content else (result.get("error") or "not run")
             raise ValueError(f"the source notebook's own test cell {gid} fails with its own "
                              f"answers ({why}); fix the source before grading")
+    for index, ename, evalue in result.get("raised", []):
+        raise ValueError(f"the source notebook's cell {index} raises "
+                         f"{short_error(ename, evalue)}; fix the source before grading")
+    if result.get("stop"):
+        raise ValueError(f"the source notebook's own run stopped: {result['stop']}; fix the "
+                         "source before grading")
     return {gid: records.get(index, []) for index, gid, _ in tests}
 
 
