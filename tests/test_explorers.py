@@ -306,3 +306,15 @@ def test_the_committed_widget_scripts_are_the_fetched_ones():
     for script in ("widgets/require.js", "widgets/setup.js", "widgets/embed-amd.js"):
         assert f"{script}:" in config, f"_config.yml's nb_ipywidgets_js does not load {script}"
     assert (folder / "LICENSES.md").is_file() and (folder / "html-manager.LICENSE.txt").is_file()
+
+
+def test_a_frame_whose_labels_reach_past_the_figure_is_still_no_wider_than_the_column():
+    from io import BytesIO
+
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(9.6, 2))
+    ax.set_ylabel("a label far outside the axes", labelpad=60)
+    fig.text(1.02, 0.5, "past the right edge")            # a tight box grows to hold it
+    image, _ = frame_parts(fig)
+    assert Image.open(BytesIO(image)).size[0] <= FRAME_PX

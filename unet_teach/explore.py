@@ -57,8 +57,12 @@ def _image(fig) -> bytes:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
+    picture = Image.open(png).convert("RGB")
+    if picture.width > FRAME_PX:    # the tight box can reach past the figure by a pixel
+        picture = picture.resize((FRAME_PX, round(picture.height * FRAME_PX / picture.width)),
+                                 Image.LANCZOS)
     webp = io.BytesIO()
-    Image.open(png).convert("RGB").save(webp, format="WEBP", quality=WEBP_QUALITY)
+    picture.save(webp, format="WEBP", quality=WEBP_QUALITY)
     return webp.getvalue()
 
 

@@ -719,11 +719,15 @@ def merges(pred, target) -> dict[int, list[int]]:
         raise ValueError(f"pred {p.shape} and target {t.shape} must be H x W instance maps of "
                          "one shape; score a stack image by image")
     both = (p > 0) & (t > 0)
-    pairs, overlap = np.unique(np.stack([p[both], t[both]]), axis=1, return_counts=True)
+    # each (predicted, true) pair of ids as one integer: a 1-D unique is ~10x faster than
+    # np.unique(axis=1) on the pairs themselves
+    base = int(t.max()) + 1 if t.size else 1
+    codes, overlap = np.unique(p[both].astype(np.int64) * base + t[both], return_counts=True)
     ids, sizes = np.unique(t[t > 0], return_counts=True)
     size = dict(zip(ids.tolist(), sizes.tolist()))
     inside: dict[int, list[int]] = {}
-    for (a, b), n in zip(pairs.T.tolist(), overlap.tolist()):
+    for code, n in zip(codes.tolist(), overlap.tolist()):
+        a, b = divmod(code, base)
         if 2 * n > size[b]:                       # most of true object b lies in a
             inside.setdefault(a, []).append(b)
     return {a: found for a, found in inside.items() if len(found) >= 2}
