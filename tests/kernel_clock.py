@@ -15,6 +15,13 @@ import time
 _STARTED = time.monotonic()
 
 
+def cell_hash(source: str) -> str:
+    """A cell's SHA-1, blind to trailing spaces and blank lines at its ends (IPython's
+    history and the notebook file may differ there)."""
+    text = "\n".join(line.rstrip() for line in source.strip().splitlines())
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def _record() -> None:
     from IPython import get_ipython
 
@@ -27,7 +34,7 @@ def _record() -> None:
               "children_cpu_s": children.ru_utime + children.ru_stime,
               "threads": torch.get_num_threads() if torch is not None else 1,
               "wall_s": time.monotonic() - _STARTED,
-              "cells": [hashlib.sha1(c.encode()).hexdigest() for c in cells if c.strip()]}
+              "cells": [cell_hash(c) for c in cells if c.strip()]}
     with open(os.environ["UNET_TEACH_KERNEL_LOG"], "a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
 
